@@ -1,0 +1,103 @@
+"""The faults Hyperlocal knows, as one tree.
+
+Every backend and step raises only these, so a task decides what to do from the
+branch alone (DESIGN.md, "Faults")::
+
+    HyperlocalError
+     ├── PassingFault            retried by the task with backoff and jitter
+     │    ├── BackendUnavailable   connection refused or reset, server still loading
+     │    ├── BackendTimeout       no answer within the configured time
+     │    └── BackendBusy          HTTP 429 / 502 / 503 / 504
+     ├── BadOutput               re-asked within the call, a bounded number of times
+     │    ├── InvalidModelOutput   JSON that does not parse or validate, copy that drops a fact
+     │    └── InvalidImage         bytes that are not a usable picture
+     └── ConfigurationError      fails at once, with one line saying what and how to fix it
+          ├── SettingsError        a bad setting or environment variable
+          ├── BriefError           a brief that does not validate or cannot be read
+          ├── AssetError           a logo, font or file outside the allowed folders or missing
+          ├── BackendNotAvailable  a backend kind this installation cannot build
+          └── LayoutError          text that cannot fit its box, a template that fails
+
+Each error's ``str()`` is the one line a user sees: what went wrong and how to
+fix it. Messages never carry secrets.
+"""
+
+from __future__ import annotations
+
+
+class HyperlocalError(Exception):
+    """Base of every fault Hyperlocal raises on purpose."""
+
+    #: A short label for the kind of fault, shown before the message on the CLI.
+    label = "error"
+
+
+class PassingFault(HyperlocalError):
+    """A fault that may go away if the same call is made again a little later."""
+
+    label = "temporary failure"
+
+
+class BackendUnavailable(PassingFault):
+    """The backend could not be reached (refused, reset, still loading)."""
+
+
+class BackendTimeout(PassingFault):
+    """The backend did not answer within the configured time."""
+
+
+class BackendBusy(PassingFault):
+    """The backend answered that it is overloaded (HTTP 429, 502, 503, 504)."""
+
+
+class BadOutput(HyperlocalError):
+    """A model answered, but the answer is not usable; asking again may help."""
+
+    label = "bad model output"
+
+
+class InvalidModelOutput(BadOutput):
+    """Text output that does not parse, validate or keep the brief's facts."""
+
+
+class InvalidImage(BadOutput):
+    """Image output that does not decode or is not a usable picture."""
+
+
+class ConfigurationError(HyperlocalError):
+    """Something the user must change; retrying cannot help."""
+
+    label = "configuration error"
+
+
+class SettingsError(ConfigurationError):
+    """A setting or environment variable has a value that is not allowed."""
+
+    label = "settings error"
+
+
+class BriefError(ConfigurationError):
+    """A brief that cannot be read or does not validate."""
+
+    label = "brief error"
+
+
+class AssetError(ConfigurationError):
+    """An asset path (logo, font, brief file) that is missing or not allowed."""
+
+    label = "asset error"
+
+
+class BackendNotAvailable(ConfigurationError):
+    """A backend kind that this installation cannot build (unknown kind, missing extra)."""
+
+
+class LayoutError(ConfigurationError):
+    """A flyer that cannot be typeset as asked (text that cannot fit, template failure)."""
+
+    label = "layout error"
+
+
+def is_passing(exc: BaseException | None) -> bool:
+    """Return True when ``exc`` is a fault worth retrying later."""
+    return isinstance(exc, PassingFault)

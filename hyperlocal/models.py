@@ -1,0 +1,390 @@
+"""Domain models: what flows between the steps, validated at every boundary.
+
+A ``Brief`` goes in; each step turns one model into the next (``FlyerCopy``,
+``ImagePrompt``, ``FittedPrompt``, ``GeneratedImage``, ``QCReport``,
+``RenderedFlyer``); ``RunManifest`` records the whole run. Models are frozen so
+they hash the same way in every process (they are part of cache keys).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from hyperlocal.text import control_characters
+
+_HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+
+
+def _hex_colour(value: str) -> str:
+    match = _HEX.match(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a hex colour such as #1F3A5F")
+    digits = match.group(1)
+    if len(digits) == 3:
+        digits = "".join(ch * 2 for ch in digits)
+    return "#" + digits.upper()
+
+
+def _single_line(value: str) -> str:
+    bad = control_characters(value)
+    if bad:
+        raise ValueError(f"contains control characters ({', '.join(bad[:3])}); remove them")
+    return value
+
+
+def _multi_line(value: str) -> str:
+    bad = control_characters(value, allow_newlines=True)
+    if bad:
+        raise ValueError(f"contains control characters ({', '.join(bad[:3])}); remove them")
+    return value
+
+
+def _line(max_length: int, min_length: int = 1) -> tuple[StringConstraints, AfterValidator]:
+    return (
+        StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
+        AfterValidator(_single_line),
+    )
+
+
+# One-line text fields, named by their length limit ("Line0_110" may be empty).
+Line40 = Annotated[str, *_line(40)]
+Line50_0 = Annotated[str, *_line(50, 0)]
+Line60 = Annotated[str, *_line(60)]
+Line70 = Annotated[str, *_line(70)]
+Line80 = Annotated[str, *_line(80)]
+Line100 = Annotated[str, *_line(100)]
+Line110_0 = Annotated[str, *_line(110, 0)]
+Line120 = Annotated[str, *_line(120)]
+Line120_0 = Annotated[str, *_line(120, 0)]
+Line130 = Annotated[str, *_line(130)]
+Line140_0 = Annotated[str, *_line(140, 0)]
+Line200_0 = Annotated[str, *_line(200, 0)]
+
+
+HexColour = Annotated[str, AfterValidator(_hex_colour)]
+Tone = Literal["friendly", "bold", "elegant", "playful", "calm"]
+
+_STRICT = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class BrandKit(BaseModel):
+    """The brand's colours, fonts and logo."""
+
+    model_config = _STRICT
+
+    colors: list[HexColour] = Field(
+        default_factory=lambda: ["#1F3A5F", "#F2A541", "#FDF6EC"],
+        min_length=1,
+        max_length=5,
+        description="Brand colours as hex (#RRGGBB): primary first, then accent, then light.",
+    )
+    logo: Path | None = Field(
+        default=None,
+        description="Logo file (PNG or SVG), relative to the brief's folder or an asset folder.",
+    )
+    heading_font: Line60 | None = Field(
+        default=None, description="Font family for headlines; must be installed."
+    )
+    body_font: Line60 | None = Field(
+        default=None, description="Font family for body text; must be installed."
+    )
+
+    @field_validator("logo")
+    @classmethod
+    def _logo_suffix(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() not in {".png", ".svg", ".jpg", ".jpeg"}:
+            raise ValueError(f"logo {value.name!r} must be a PNG, SVG or JPEG file")
+        return value
+
+
+class Brief(BaseModel):
+    """What the flyer is about: who, what, when, where, the offer and the call to action.
+
+    Facts (date, time, place, price) are typeset exactly as given here.
+    """
+
+    model_config = _STRICT
+
+    business: Line80 = Field(description="Business or organiser name.")
+    event: Line120 = Field(description="The event or offer, in a few words.")
+    details: Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(_multi_line)
+    ] = Field(default="", description="What happens, what to expect; helps copy and picture.")
+    date: Line60 | None = Field(default=None, description="Date, as it should be printed.")
+    time: Line40 | None = Field(default=None, description="Time, as it should be printed.")
+    place: Line120 = Field(description="Where, as it should be printed.")
+    price: Line40 | None = Field(default=None, description="Price or offer, as printed.")
+    audience: Line120_0 = Field(default="", description="Who the flyer is for.")
+    tone: Tone = Field(default="friendly", description="The voice of the copy.")
+    call_to_action: Line60 | None = Field(
+        default=None, description="What readers should do, e.g. 'Book a table'."
+    )
+    url: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)] | None = Field(
+        default=None, description="An http(s) link; becomes a QR code on the flyer."
+    )
+    brand: BrandKit = Field(default_factory=BrandKit, description="Colours, fonts and logo.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value, re.IGNORECASE):
+            raise ValueError("must be an http:// or https:// link with no spaces")
+        _single_line(value)
+        return value
+
+    def facts(self) -> dict[str, str]:
+        """Return the facts that must be printed exactly as given (date, time, place, price)."""
+        found = {"date": self.date, "time": self.time, "place": self.place, "price": self.price}
+        return {name: value for name, value in found.items() if value}
+
+
+class BackendIdentity(BaseModel):
+    """What produced an output: part of every cache key and of the manifest.
+
+    Holds the parameters that change the output and nothing else: never a URL's
+    credentials, a key or a client object.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Literal["text", "image", "vision"]
+    kind: str
+    model: str
+    revision: str = ""
+    params: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """A short human-readable name, e.g. ``builtin:template-copywriter``."""
+        return f"{self.kind}:{self.model}"
+
+
+class FlyerCopy(BaseModel):
+    """The words of one variant."""
+
+    model_config = _STRICT
+
+    angle: Line40 = Field(description="The creative angle of this variant.")
+    headline: Line70 = Field(description="The big line.")
+    subhead: Line140_0 = Field(default="", description="One line under the headline.")
+    body_points: list[Line100] = Field(
+        default_factory=list, max_length=4, description="Up to four short points."
+    )
+    when: Line110_0 = Field(default="", description="Date and time, exactly as the brief.")
+    where: Line130 = Field(description="Place, exactly as the brief.")
+    price: Line50_0 = Field(default="", description="Price or offer, exactly as the brief.")
+    call_to_action: Line60 = Field(description="What to do now.")
+    fine_print: Line200_0 = Field(default="", description="Small print.")
+
+    def text_runs(self) -> list[str]:
+        """Return every piece of text this copy puts on the flyer."""
+        runs = [self.headline, self.subhead, *self.body_points, self.when, self.where, self.price]
+        return [run for run in [*runs, self.call_to_action, self.fine_print] if run]
+
+
+def fact_problems(copy: FlyerCopy, brief: Brief) -> list[str]:
+    """Return why ``copy`` misstates the brief's facts (empty when every fact is kept exactly)."""
+    problems = []
+    if brief.date and brief.date not in copy.when:
+        problems.append(f"'when' must contain the date exactly as {brief.date!r}")
+    if brief.time and brief.time not in copy.when:
+        problems.append(f"'when' must contain the time exactly as {brief.time!r}")
+    if brief.place not in copy.where:
+        problems.append(f"'where' must contain the place exactly as {brief.place!r}")
+    if brief.price and brief.price not in copy.price:
+        problems.append(f"'price' must contain the price exactly as {brief.price!r}")
+    return problems
+
+
+PhraseRole = Literal["subject", "setting", "composition", "style", "lighting", "quality"]
+
+
+class PromptPhrase(BaseModel):
+    """One phrase of an image prompt, with what it is for and how much it matters."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+    role: PhraseRole
+    priority: int = Field(ge=0, le=100, description="Higher is kept longer when fitting.")
+    weight: float = Field(default=1.0, ge=0.1, le=2.0, description="Emphasis (1.0 = none).")
+
+
+class ImagePrompt(BaseModel):
+    """Art direction for one picture: phrases to paint and phrases to avoid."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    phrases: list[PromptPhrase] = Field(min_length=1)
+    negative: list[PromptPhrase] = Field(default_factory=list)
+
+    def text(self) -> str:
+        """Return the prompt as one comma-separated string."""
+        return ", ".join(p.text for p in self.phrases)
+
+    def negative_text(self) -> str:
+        """Return the negative prompt as one comma-separated string."""
+        return ", ".join(p.text for p in self.negative)
+
+
+class FittedPrompt(BaseModel):
+    """An image prompt fitted to CLIP's 77-token window, with what fitting dropped."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: str
+    negative_prompt: str
+    prompt_2: str | None = None
+    negative_prompt_2: str | None = None
+    token_count: int
+    negative_token_count: int
+    original_token_count: int
+    original_negative_token_count: int
+    limit: int = 77
+    dropped: list[PromptPhrase] = Field(default_factory=list)
+    dropped_negative: list[PromptPhrase] = Field(default_factory=list)
+    zone: str = Field(description="The format's text zone the prompt keeps calm.")
+
+
+class GeneratedImage(BaseModel):
+    """One painted background."""
+
+    model_config = ConfigDict(frozen=True)
+
+    png: bytes = Field(repr=False)
+    width: int
+    height: int
+    seed: int
+    attempt: int
+    backend: BackendIdentity
+
+
+class QCCheck(BaseModel):
+    """One measured check of a picture."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    passed: bool
+    value: float
+    limit: float
+    detail: str
+
+
+class QCReport(BaseModel):
+    """The verdict on one picture: passed or not, a 1-10 score, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    passed: bool
+    score: float = Field(ge=1, le=10)
+    checks: list[QCCheck] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+    backend: BackendIdentity
+
+
+class TextStyle(BaseModel):
+    """Colours chosen for the text panel from the measured picture."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text_color: str
+    panel_color: str
+    panel_opacity: float = Field(ge=0, le=1)
+    accent_color: str
+    accent_text_color: str
+    contrast: float = Field(description="Worst-case contrast ratio of body text (WCAG).")
+
+
+class RenderedFlyer(BaseModel):
+    """One flyer in one format, as bytes ready to be written."""
+
+    model_config = ConfigDict(frozen=True)
+
+    variant: int
+    format: str
+    pdf: bytes | None = Field(default=None, repr=False)
+    png: bytes = Field(repr=False)
+    png_width: int
+    png_height: int
+    style: TextStyle
+    font_sizes: dict[str, float] = Field(default_factory=dict)
+
+
+class StepRecord(BaseModel):
+    """One step of a run: what ran, for which variant and format, how long, and if cached."""
+
+    step: str
+    variant: int | None = None
+    format: str | None = None
+    attempt: int | None = None
+    cached: bool
+    seconds: float
+
+
+class AttemptRecord(BaseModel):
+    """One painted picture and its verdict."""
+
+    attempt: int
+    seed: int
+    width: int
+    height: int
+    qc: QCReport | None = None
+
+
+class FormatRecord(BaseModel):
+    """What one variant produced in one format."""
+
+    format: str
+    prompt: FittedPrompt
+    attempts: list[AttemptRecord]
+    chosen_attempt: int
+    qc_passed: bool | None = Field(description="None when QC was off.")
+    files: list[str]
+    style: TextStyle
+    font_sizes: dict[str, float] = Field(default_factory=dict)
+
+
+class VariantRecord(BaseModel):
+    """Everything one variant is made of."""
+
+    variant: int
+    copy_: FlyerCopy = Field(alias="copy", serialization_alias="copy")
+    art_direction: ImagePrompt
+    formats: list[FormatRecord]
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class RunManifest(BaseModel):
+    """The record of one run, written as ``manifest.json`` in its folder."""
+
+    hyperlocal_version: str
+    run_name: str
+    created_at: datetime
+    profile: str
+    settings: dict[str, Any] = Field(description="The settings in force, secrets removed.")
+    brief: Brief
+    backends: dict[str, BackendIdentity]
+    variants: list[VariantRecord]
+    steps: list[StepRecord]
+    model_calls: dict[str, int] = Field(description="Backend calls made in this run, per role.")
+    cached_steps: int
+    computed_steps: int
+    files: list[str]
+    seconds: float

@@ -1,0 +1,379 @@
+"""Settings: one declared type, read from the environment, `.env` and `hyperlocal.toml`.
+
+Names use the prefix ``HYPERLOCAL_`` and ``__`` between levels, e.g.
+``HYPERLOCAL_IMAGE__STEPS=8`` or ``HYPERLOCAL_QC__MAX_ATTEMPTS=2``. A named
+profile (``preview``, ``balanced``, ``quality``) fills every setting the user
+did not set; a single setting always wins over its profile. The variable names
+of the earlier setup (``HYPERLOCAL_LLM_PROVIDER``, ``SDXL_STEPS`` ...) still
+work: ``LegacyEnvSource`` maps them onto the new fields, below the new names.
+
+Sources, strongest first: arguments, ``HYPERLOCAL_*`` variables, earlier
+variable names, ``.env``, ``hyperlocal.toml`` (or the file named by
+``HYPERLOCAL_CONFIG``), the profile, the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from hyperlocal.errors import SettingsError
+from hyperlocal.formats import FORMATS, FormatName
+
+ProfileName = Literal["preview", "balanced", "quality"]
+
+ENV_PREFIX = "HYPERLOCAL_"
+#: Text server presets: the usual local base URL of each OpenAI-compatible server.
+TEXT_PROVIDER_URLS: dict[str, str] = {
+    "vllm_mlx": "http://127.0.0.1:8000/v1",
+    "mlx_lm": "http://127.0.0.1:8080/v1",
+    "ollama": "http://127.0.0.1:11434/v1",
+    "lmstudio": "http://127.0.0.1:1234/v1",
+    "llamacpp": "http://127.0.0.1:8080/v1",
+    "vllm": "http://127.0.0.1:8000/v1",
+    "openai": "https://api.openai.com/v1",
+}
+TextProvider = Literal["vllm_mlx", "mlx_lm", "ollama", "lmstudio", "llamacpp", "vllm", "openai"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TextSettings(_Section):
+    """The model that writes the copy and art-directs the picture."""
+
+    kind: Literal["auto", "builtin", "openai", "mlx"] = Field(
+        default="auto",
+        description="auto picks the best configured kind; builtin needs no model.",
+    )
+    provider: TextProvider | None = Field(
+        default=None, description="Preset that fills the usual local base URL of a server."
+    )
+    base_url: str | None = Field(default=None, description="OpenAI-compatible server URL.")
+    model: str | None = Field(default=None, description="Model name or local path.")
+    api_key: SecretStr | None = Field(default=None, description="API key, if the server needs one.")
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    seed: int = Field(default=7, description="Sampling seed, so copy is reproducible.")
+    max_tokens: int = Field(default=800, ge=16, le=32768)
+    timeout_s: float = Field(default=120, gt=0, description="Seconds to wait for one answer.")
+
+    def effective_base_url(self) -> str | None:
+        """Return the base URL: the explicit one, else the provider preset's, else None."""
+        if self.base_url:
+            return self.base_url
+        return TEXT_PROVIDER_URLS.get(self.provider) if self.provider else None
+
+
+class ImageSettings(_Section):
+    """The model that paints the background."""
+
+    kind: Literal["auto", "builtin", "diffusers", "a1111"] = Field(
+        default="auto", description="auto picks the best configured kind; builtin needs no model."
+    )
+    model: str | None = Field(default=None, description="Model folder or .safetensors file.")
+    api_url: str | None = Field(default=None, description="AUTOMATIC1111-compatible API URL.")
+    steps: int | None = Field(default=None, ge=1, le=150, description="Denoising steps.")
+    cfg_scale: float | None = Field(default=None, ge=0, le=30, description="Guidance scale.")
+    sampler: str | None = Field(default=None, description="Scheduler name, e.g. euler_a.")
+    megapixels: float | None = Field(
+        default=None, gt=0.05, le=4, description="Picture size budget in megapixels."
+    )
+    size: str | None = Field(
+        default=None, description="Fixed WIDTHxHEIGHT for every picture (overrides megapixels)."
+    )
+    seed: int | None = Field(
+        default=None,
+        ge=-1,
+        description="Base seed; unset derives one from the brief (reproducible), -1 draws one.",
+    )
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = value.lower().replace(" ", "").split("x")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"{value!r} is not WIDTHxHEIGHT, e.g. 1024x1024")
+        width, height = (int(p) for p in parts)
+        if width % 8 or height % 8 or not (64 <= width <= 4096 and 64 <= height <= 4096):
+            raise ValueError(f"{value!r}: both sides must be multiples of 8 between 64 and 4096")
+        return f"{width}x{height}"
+
+    def fixed_size(self) -> tuple[int, int] | None:
+        """Return the fixed ``(width, height)`` when ``size`` is set."""
+        if not self.size:
+            return None
+        width, height = self.size.split("x")
+        return int(width), int(height)
+
+
+class VisionSettings(_Section):
+    """The model that checks each picture."""
+
+    kind: Literal["auto", "heuristic", "openai", "mlx"] = Field(
+        default="auto", description="auto picks the best configured kind; heuristic needs no model."
+    )
+    base_url: str | None = Field(default=None, description="OpenAI-compatible vision server URL.")
+    model: str | None = Field(default=None, description="Vision model name or local path.")
+    api_key: SecretStr | None = Field(default=None)
+    timeout_s: float = Field(default=120, gt=0)
+
+
+class QCSettings(_Section):
+    """Checking pictures, and painting them again when they fail."""
+
+    enabled: bool | None = Field(default=None, description="Check every picture before layout.")
+    max_attempts: int | None = Field(
+        default=None, ge=1, le=10, description="Pictures painted per variant and format at most."
+    )
+    min_score: float = Field(default=5.0, ge=1, le=10, description="Lowest passing score (1-10).")
+    on_exhausted: Literal["best", "fail"] = Field(
+        default="best",
+        description="When every attempt fails: ship the best one flagged as failed, or fail.",
+    )
+
+
+class LayoutSettings(_Section):
+    """Typesetting."""
+
+    print_ppi: int | None = Field(
+        default=None, ge=72, le=600, description="PNG resolution of print formats."
+    )
+    heading_font: str = Field(default="Fjalla One", description="Default headline font family.")
+    body_font: str = Field(default="Source Sans Pro", description="Default body font family.")
+
+
+class RetrySettings(_Section):
+    """Retries of passing faults (timeouts, refused connections, HTTP 429/5xx)."""
+
+    attempts: int = Field(default=3, ge=0, le=10, description="Retries after the first try.")
+    delay_s: float = Field(default=2.0, ge=0, le=600, description="First backoff delay.")
+    jitter: float = Field(default=0.5, ge=0, le=1, description="Random share added to delays.")
+
+
+class Profile(BaseModel):
+    """A tested bundle of settings; any single setting overrides it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    variants: int
+    formats: tuple[FormatName, ...]
+    steps: int
+    cfg_scale: float
+    megapixels: float
+    qc_enabled: bool
+    max_attempts: int
+    print_ppi: int
+
+
+PROFILES: dict[str, Profile] = {
+    "preview": Profile(
+        variants=2,
+        formats=("letter", "square"),
+        steps=4,
+        cfg_scale=0.0,
+        megapixels=0.6,
+        qc_enabled=True,
+        max_attempts=2,
+        print_ppi=150,
+    ),
+    "balanced": Profile(
+        variants=3,
+        formats=("letter", "square"),
+        steps=20,
+        cfg_scale=6.0,
+        megapixels=1.0,
+        qc_enabled=True,
+        max_attempts=3,
+        print_ppi=200,
+    ),
+    "quality": Profile(
+        variants=4,
+        formats=("letter", "square"),
+        steps=30,
+        cfg_scale=6.5,
+        megapixels=1.0,
+        qc_enabled=True,
+        max_attempts=4,
+        print_ppi=300,
+    ),
+}
+
+# Earlier variable name -> (path in Settings, how to read it).
+_LEGACY: dict[str, tuple[str, ...]] = {
+    "HYPERLOCAL_LLM_PROVIDER": ("text", "provider"),
+    "HYPERLOCAL_LLM_BASE_URL": ("text", "base_url"),
+    "HYPERLOCAL_TEXT_BASE_URL": ("text", "base_url"),  # listed later: wins over LLM_BASE_URL
+    "HYPERLOCAL_LLM_API_KEY": ("text", "api_key"),
+    "HYPERLOCAL_VISION_BASE_URL": ("vision", "base_url"),
+    "HYPERLOCAL_QC_ENABLED": ("qc", "enabled"),
+    "HYPERLOCAL_IMAGE_SIZE": ("image", "size"),
+    "SDXL_API_URL": ("image", "api_url"),
+    "SDXL_STEPS": ("image", "steps"),
+    "SDXL_CFG_SCALE": ("image", "cfg_scale"),
+}
+
+
+def legacy_name(path: tuple[str, ...]) -> str | None:
+    """Return the earlier variable name that also sets ``path``, if there is one."""
+    names = [name for name, target in _LEGACY.items() if target == path]
+    return names[-1] if names else None
+
+
+class LegacyEnvSource(PydanticBaseSettingsSource):
+    """Reads the earlier setup's variable names and maps them onto the new fields."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: values come from ``__call__`` as one nested mapping."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        """Return the values set through earlier variable names, as nested settings."""
+        values: dict[str, Any] = {}
+        for name, (section, key) in _LEGACY.items():
+            raw = os.environ.get(name)
+            if raw is None or raw == "":
+                continue
+            values.setdefault(section, {})[key] = raw
+            if name == "HYPERLOCAL_LLM_PROVIDER":
+                values["text"].setdefault("kind", "openai")
+            if name == "SDXL_API_URL":
+                values["image"].setdefault("kind", "a1111")
+        return values
+
+
+class Settings(BaseSettings):
+    """Everything Hyperlocal can be told, with the profile filled in."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_assignment=True,
+    )
+
+    profile: ProfileName = Field(default="preview", description="Bundle of tested settings.")
+    variants: int | None = Field(default=None, ge=1, le=8, description="Flyer variants per brief.")
+    formats: list[FormatName] | None = Field(
+        default=None, min_length=1, description=f"Formats to make: {', '.join(FORMATS)}."
+    )
+    output_dir: Path = Field(default=Path("output"), description="Where run folders go.")
+    cache_dir: Path = Field(default=Path(".cache/hyperlocal"), description="Cached step results.")
+    asset_dirs: list[Path] = Field(
+        default_factory=lambda: [Path("examples"), Path("assets")],
+        description="Folders that logos and other assets may come from (besides the brief's).",
+    )
+    max_parallel: int = Field(default=4, ge=1, le=64, description="Variants worked on at once.")
+    text: TextSettings = Field(default_factory=TextSettings)
+    image: ImageSettings = Field(default_factory=ImageSettings)
+    vision: VisionSettings = Field(default_factory=VisionSettings)
+    qc: QCSettings = Field(default_factory=QCSettings)
+    layout: LayoutSettings = Field(default_factory=LayoutSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order the sources: arguments, new names, earlier names, .env, TOML file."""
+        toml_file = Path(os.environ.get("HYPERLOCAL_CONFIG", "hyperlocal.toml"))
+        return (
+            init_settings,
+            env_settings,
+            LegacyEnvSource(settings_cls),
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+        )
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Fill every setting the user left unset from the profile."""
+        profile = PROFILES[self.profile]
+        fills: list[tuple[BaseModel, str, Any]] = [
+            (self, "variants", profile.variants),
+            (self, "formats", list(profile.formats)),
+            (self.image, "steps", profile.steps),
+            (self.image, "cfg_scale", profile.cfg_scale),
+            (self.image, "megapixels", profile.megapixels),
+            (self.qc, "enabled", profile.qc_enabled),
+            (self.qc, "max_attempts", profile.max_attempts),
+            (self.layout, "print_ppi", profile.print_ppi),
+        ]
+        for owner, name, value in fills:
+            if getattr(owner, name) is None:
+                # object.__setattr__ keeps "set by the user" (model_fields_set) unchanged.
+                object.__setattr__(owner, name, value)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Return the settings as JSON-ready data with every secret removed (for manifests)."""
+        data = self.model_dump(mode="json")
+        for section in ("text", "vision"):
+            if data[section].get("api_key") is not None:
+                data[section]["api_key"] = "**********"
+        return data
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """Return new settings with ``changes`` applied as if the user had set them.
+
+        Keys use ``__`` for nesting (``image__seed=3``); a new ``profile`` refills
+        what the user did not set. Raises ``SettingsError`` for a bad value.
+        """
+        data = self.model_dump(exclude_unset=True)
+        for key, value in changes.items():
+            if value is None:
+                continue
+            target = data
+            *parents, leaf = key.split("__")
+            for part in parents:
+                target = target.setdefault(part, {})
+            target[leaf] = value
+        try:
+            return Settings.model_validate(data)
+        except ValidationError as exc:
+            raise SettingsError(describe_settings_error(exc)) from None
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """Return one line naming each bad variable, what it holds and what is allowed."""
+    parts = []
+    for error in exc.errors():
+        loc = tuple(str(p) for p in error["loc"] if not isinstance(p, int))
+        name = ENV_PREFIX + "__".join(loc).upper()
+        legacy = legacy_name(loc)
+        if legacy and legacy != name:
+            name += f" (or {legacy})"
+        message = error["msg"]
+        if error["type"] == "literal_error":
+            expected = error.get("ctx", {}).get("expected", "")
+            message = f"must be one of {expected}"
+        raw = error.get("input")
+        shown = f" (got {raw!r})" if isinstance(raw, str | int | float) else ""
+        parts.append(f"{name}: {message}{shown}")
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from every source; raises ``SettingsError`` with one clear line."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe_settings_error(exc)) from None
+    return settings.with_overrides(**overrides) if overrides else settings
