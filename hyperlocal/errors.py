@@ -10,7 +10,8 @@ branch alone (DESIGN.md, "Faults")::
      │    └── BackendBusy          HTTP 429 / 502 / 503 / 504
      ├── BadOutput               re-asked within the call, a bounded number of times
      │    ├── InvalidModelOutput   JSON that does not parse or validate, copy that drops a fact
-     │    └── InvalidImage         bytes that are not a usable picture
+     │    ├── InvalidImage         bytes that are not a usable picture
+     │    └── PictureRejected      every attempt at a picture failed its check
      └── ConfigurationError      fails at once, with one line saying what and how to fix it
           ├── SettingsError        a bad setting or environment variable
           ├── BriefError           a brief that does not validate or cannot be read
@@ -101,3 +102,9 @@ class LayoutError(ConfigurationError):
 def is_passing(exc: BaseException | None) -> bool:
     """Return True when ``exc`` is a fault worth retrying later."""
     return isinstance(exc, PassingFault)
+
+
+class PictureRejected(BadOutput):
+    """Every picture painted for a variant failed its check (with ``qc.on_exhausted = "fail"``)."""
+
+    label = "picture rejected"

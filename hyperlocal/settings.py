@@ -153,6 +153,9 @@ class LayoutSettings(_Section):
     )
     heading_font: str = Field(default="Fjalla One", description="Default headline font family.")
     body_font: str = Field(default="Source Sans Pro", description="Default body font family.")
+    template: Path | None = Field(
+        default=None, description="A Typst template to use instead of templates/flyer.typ."
+    )
 
 
 class RetrySettings(_Section):

@@ -1,0 +1,45 @@
+# Two commands do everything (see README.md):
+#   make demo   create .venv, install, and make flyers from the example brief
+#   make test   install the test extras and run the whole suite (what CI runs)
+
+# The first Python 3.11+ on PATH; override with `make demo PYTHON=/path/to/python3.12`.
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	2>/dev/null && echo $$p && break; done)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BRIEF ?= examples/briefs/bakery.toml
+
+.PHONY: demo test lint format clean
+
+$(PY):
+	@test -n "$(PYTHON)" || { echo "error: Hyperlocal needs Python 3.11 or newer on PATH (or PYTHON=...)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[test]"
+	@touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(PY) -m flows.flyer --brief $(BRIEF)
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+lint: $(VENV)/.installed-test
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+clean:
+	rm -rf output/flyer_runs .cache/hyperlocal .pytest_cache

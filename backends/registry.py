@@ -1,0 +1,165 @@
+"""Builds the configured backends from settings, once per process.
+
+Tasks ask the registry, never a concrete class, so a backend is chosen in
+settings alone. A built backend is kept and reused by every task in the
+process; ``auto`` resolves to the best kind this installation can build and
+says why. New kinds register a builder with ``register``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from backends.base import ImageBackend, TextBackend, VisionBackend
+from hyperlocal.errors import BackendNotAvailable
+from hyperlocal.settings import Settings
+
+Role = Literal["text", "image", "vision"]
+Builder = Callable[[Settings], Any]
+
+
+class Resolved(BaseModel):
+    """Which kind serves a role, and why it was picked."""
+
+    role: Role
+    kind: str
+    reason: str
+
+
+def _builtin_text(settings: Settings) -> TextBackend:
+    from backends.builtin_text import BuiltinCopywriter
+
+    return BuiltinCopywriter()
+
+
+def _builtin_image(settings: Settings) -> ImageBackend:
+    from backends.builtin_image import BuiltinPainter
+
+    return BuiltinPainter()
+
+
+def _heuristic_vision(settings: Settings) -> VisionBackend:
+    from backends.heuristic_vision import HeuristicVision
+
+    return HeuristicVision()
+
+
+_BUILDERS: dict[tuple[str, str], Builder] = {
+    ("text", "builtin"): _builtin_text,
+    ("image", "builtin"): _builtin_image,
+    ("vision", "heuristic"): _heuristic_vision,
+}
+#: The kind ``auto`` falls back to for each role: it needs no model at all.
+_OFFLINE_KIND: dict[str, str] = {"text": "builtin", "image": "builtin", "vision": "heuristic"}
+# Kinds named in settings whose integration lands in a later version; until then
+# ``auto`` skips them and an explicit choice fails with this hint.
+_LATER: dict[tuple[str, str], str] = {
+    ("text", "openai"): "OpenAI-compatible text servers",
+    ("text", "mlx"): "mlx-lm in process",
+    ("image", "diffusers"): "diffusers SDXL in process",
+    ("image", "a1111"): "the AUTOMATIC1111 API",
+    ("vision", "openai"): "OpenAI-compatible vision servers",
+    ("vision", "mlx"): "mlx-vlm in process",
+}
+
+_instances: dict[tuple[str, str, str], Any] = {}
+_lock = threading.Lock()
+
+
+def register(role: Role, kind: str, builder: Builder) -> None:
+    """Make ``kind`` buildable for ``role``; ``builder(settings)`` returns the backend."""
+    with _lock:
+        _BUILDERS[(role, kind)] = builder
+        for key in [k for k in _instances if k[:2] == (role, kind)]:
+            del _instances[key]
+
+
+def _configured_kind(role: Role, settings: Settings) -> str:
+    return str(getattr(settings, role).kind)
+
+
+def _hint_auto_skipped(role: Role, settings: Settings) -> str:
+    section = getattr(settings, role)
+    configured = [name for name in ("base_url", "model", "api_url") if getattr(section, name, None)]
+    if not configured:
+        return "nothing else is configured"
+    return (
+        f"{', '.join(configured)} is set, but this version cannot use it yet; "
+        f"the {_OFFLINE_KIND[role]} kind needs no model"
+    )
+
+
+def resolve(role: Role, settings: Settings) -> Resolved:
+    """Return the kind that serves ``role`` under ``settings``, and why.
+
+    Raises ``BackendNotAvailable`` for a kind this installation cannot build.
+    """
+    kind = _configured_kind(role, settings)
+    if kind == "auto":
+        for (r, k), _builder in _BUILDERS.items():
+            if r == role and k != _OFFLINE_KIND[role] and _is_configured(role, k, settings):
+                return Resolved(role=role, kind=k, reason="auto: configured")
+        fallback = _OFFLINE_KIND[role]
+        return Resolved(
+            role=role, kind=fallback, reason=f"auto: {_hint_auto_skipped(role, settings)}"
+        )
+    if (role, kind) in _BUILDERS:
+        return Resolved(role=role, kind=kind, reason="set in settings")
+    if (role, kind) in _LATER:
+        raise BackendNotAvailable(
+            f"{role} kind {kind!r} ({_LATER[(role, kind)]}) is not in this version of Hyperlocal; "
+            f"set HYPERLOCAL_{role.upper()}__KIND={_OFFLINE_KIND[role]} or auto"
+        )
+    known = sorted(k for r, k in _BUILDERS if r == role)
+    raise BackendNotAvailable(
+        f"unknown {role} kind {kind!r}; HYPERLOCAL_{role.upper()}__KIND may be: "
+        f"auto, {', '.join(known)}"
+    )
+
+
+def _is_configured(role: str, kind: str, settings: Settings) -> bool:
+    section = getattr(settings, role)
+    return bool(getattr(section, "base_url", None) or getattr(section, "model", None))
+
+
+def _backend(role: Role, settings: Settings) -> Any:
+    resolved = resolve(role, settings)
+    section: BaseModel = getattr(settings, role)
+    # The whole section is the key: a changed setting builds a new backend.
+    key = (role, resolved.kind, section.model_dump_json())
+    with _lock:
+        backend = _instances.get(key)
+        if backend is None:
+            backend = _BUILDERS[(role, resolved.kind)](settings)
+            _instances[key] = backend
+        return backend
+
+
+def text_backend(settings: Settings) -> TextBackend:
+    """Return the process's text backend for ``settings``; raises ``ConfigurationError``."""
+    return _backend("text", settings)  # type: ignore[no-any-return]
+
+
+def image_backend(settings: Settings) -> ImageBackend:
+    """Return the process's image backend for ``settings``; raises ``ConfigurationError``."""
+    return _backend("image", settings)  # type: ignore[no-any-return]
+
+
+def vision_backend(settings: Settings) -> VisionBackend:
+    """Return the process's vision backend for ``settings``; raises ``ConfigurationError``."""
+    return _backend("vision", settings)  # type: ignore[no-any-return]
+
+
+def backend_for(role: Role, settings: Settings) -> TextBackend | ImageBackend | VisionBackend:
+    """Return the backend serving ``role``; raises ``ConfigurationError``."""
+    return _backend(role, settings)  # type: ignore[no-any-return]
+
+
+def clear() -> None:
+    """Forget every built backend (tests, or after settings change at run time)."""
+    with _lock:
+        _instances.clear()

@@ -1,0 +1,1 @@
+"""The flows people run: ``python -m flows.flyer`` for one brief."""

@@ -1,0 +1,243 @@
+"""The flyer flow for one brief, and its command line: ``python -m flows.flyer``.
+
+python -m flows.flyer                          # the example brief, builtin backends
+python -m flows.flyer --brief my.toml --profile quality --variants 3
+python -m flows.flyer --format square --fresh  # ignore the cache
+python -m flows.flyer --check                  # each backend's health, then exit
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+from prefect import flow
+from pydantic import Field
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from backends import registry
+from flows.progress import RichProgress
+from flows.run import FlyerRun, RunOutcome, progress_listener
+from hyperlocal.assets import resolve_asset
+from hyperlocal.briefs import load_brief
+from hyperlocal.errors import AssetError, ConfigurationError, HyperlocalError
+from hyperlocal.formats import FORMATS, FormatName
+from hyperlocal.models import Brief
+from hyperlocal.settings import PROFILES, ProfileName, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BRIEF = PROJECT_ROOT / "examples" / "briefs" / "bakery.toml"
+
+# Exit codes: something to fix in settings or the brief, versus a run that failed.
+EXIT_CONFIGURATION = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+@flow(name="flyer", validate_parameters=True)
+def flyer(
+    brief: Brief,
+    profile: Annotated[ProfileName | None, Field(description="Bundle of tested settings.")] = None,
+    variants: Annotated[int | None, Field(ge=1, le=8, description="Variants to make.")] = None,
+    formats: Annotated[list[FormatName] | None, Field(description="Formats to make.")] = None,
+    fresh: Annotated[bool, Field(description="Ignore cached results and recompute.")] = False,
+    assets_from: Annotated[
+        str | None, Field(description="Folder the brief's relative asset paths are read from.")
+    ] = None,
+) -> RunOutcome:
+    """Make flyers for one brief: copy, art direction, pictures, QC, layout, run folder.
+
+    Raises ``ConfigurationError`` (bad settings, brief assets, fonts, backends)
+    before any model work, or the first step fault left after its retries.
+    """
+    settings = load_settings(profile=profile, variants=variants, formats=formats)
+    brief = _checked_assets(brief, Path(assets_from) if assets_from else None, settings.asset_dirs)
+    return FlyerRun(brief, settings, fresh=fresh).execute()
+
+
+def _checked_assets(brief: Brief, base_dir: Path | None, allowed: Sequence[Path]) -> Brief:
+    logo = brief.brand.logo
+    if logo is None:
+        return brief
+    try:
+        resolved = resolve_asset(logo, base_dir, allowed)
+    except AssetError as exc:
+        raise AssetError(f"brand.logo: {exc}") from None
+    return brief.model_copy(update={"brand": brief.brand.model_copy(update={"logo": resolved})})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command line's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.flyer",
+        description="Make print-ready and social flyers from a brief.",
+    )
+    parser.add_argument(
+        "--brief",
+        type=Path,
+        default=DEFAULT_BRIEF,
+        help="brief file (TOML, YAML or JSON); default: the example bakery brief",
+    )
+    parser.add_argument("--profile", choices=sorted(PROFILES), help="bundle of tested settings")
+    parser.add_argument("--variants", type=int, help="how many variants (1-8)")
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        choices=sorted(FORMATS),
+        help="a format to make (repeat for several); default: the profile's",
+    )
+    parser.add_argument("--fresh", action="store_true", help="ignore the cache and recompute")
+    parser.add_argument("--check", action="store_true", help="show each backend's health and exit")
+    parser.add_argument("--verbose", action="store_true", help="show Prefect's log lines")
+    fields = parser.add_argument_group("brief fields (override the brief file)")
+    for name in ("business", "event", "details", "date", "time", "place", "price", "audience"):
+        fields.add_argument(f"--{name}", help=Brief.model_fields[name].description)
+    fields.add_argument("--tone", help=Brief.model_fields["tone"].description)
+    fields.add_argument("--url", help=Brief.model_fields["url"].description)
+    fields.add_argument(
+        "--cta", dest="call_to_action", help=Brief.model_fields["call_to_action"].description
+    )
+    return parser
+
+
+_BRIEF_FLAGS = (
+    "business",
+    "event",
+    "details",
+    "date",
+    "time",
+    "place",
+    "price",
+    "audience",
+    "tone",
+    "url",
+    "call_to_action",
+)
+
+
+def quiet_prefect_console(verbose: bool) -> None:
+    """Keep Prefect's console lines (and tracebacks) off the screen unless ``verbose``.
+
+    Only the console handlers are raised: the run's logs still reach the Prefect
+    server and its UI in full.
+    """
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if verbose:
+        return
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler).__name__ == "PrefectConsoleHandler":
+                handler.setLevel(logging.CRITICAL + 1)
+
+
+def check_backends(console: Console) -> int:
+    """Print each configured backend's health; return the exit code (0 when all are healthy)."""
+    settings = load_settings()
+    table = Table(title="Hyperlocal backends")
+    for column in ("role", "kind", "why", "healthy", "detail"):
+        table.add_column(column)
+    healthy = True
+    for role in ("text", "image", "vision"):
+        resolved = registry.resolve(role, settings)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        health = registry.backend_for(role, settings).health()  # type: ignore[arg-type]
+        latency = (
+            health.latency_s if health.latency_s is not None else time.perf_counter() - started
+        )
+        healthy &= health.ok
+        table.add_row(
+            role,
+            resolved.kind,
+            resolved.reason,
+            "[green]yes[/]" if health.ok else "[red]no[/]",
+            f"{health.detail} ({latency * 1000:.0f} ms)",
+        )
+    console.print(table)
+    return 0 if healthy else EXIT_FAILED
+
+
+def report(console: Console, outcome: RunOutcome, seconds: float) -> None:
+    """Print what the run made, what came from the cache, and where the files are."""
+    manifest = outcome.manifest
+    calls = sum(manifest.model_calls.values())
+    flagged = [
+        f"variant {v.variant} {f.format}"
+        for v in manifest.variants
+        for f in v.formats
+        if f.qc_passed is False
+    ]
+    dropped = sorted(
+        {
+            f"variant {v.variant} {f.format}"
+            for v in manifest.variants
+            for f in v.formats
+            if f.prompt.dropped
+        }
+    )
+    if calls == 0:
+        console.print(
+            f"[green]Done in {seconds:.1f} s[/]: every step came from the cache "
+            f"({manifest.cached_steps} steps), no model work was done."
+        )
+    else:
+        per_role = ", ".join(f"{role} {n}" for role, n in manifest.model_calls.items())
+        console.print(
+            f"[green]Done in {seconds:.1f} s[/]: {manifest.computed_steps} steps computed "
+            f"({calls} model calls: {per_role}), {manifest.cached_steps} from the cache."
+        )
+    for name in flagged:
+        console.print(f"[yellow]warning[/]: {name}: every picture failed QC; the best one is used")
+    for name in dropped:
+        console.print(f"[yellow]note[/]: {name}: image prompt shortened to fit CLIP (see manifest)")
+    console.print(f"Flyers in [bold]{escape(str(outcome.folder))}[/]:")
+    for path in outcome.files:
+        console.print(f"  {escape(str(path))}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return its exit code. Errors print one line, never a traceback."""
+    args = build_parser().parse_args(argv)
+    console = Console(highlight=False)
+    errors = Console(stderr=True, highlight=False)
+    quiet_prefect_console(args.verbose)
+    try:
+        if args.check:
+            return check_backends(console)
+        settings = load_settings()
+        overrides: dict[str, Any] = {name: getattr(args, name) for name in _BRIEF_FLAGS}
+        brief = load_brief(args.brief, overrides, settings.asset_dirs)
+        started = time.perf_counter()
+        with RichProgress(console) as progress:
+            token = progress_listener.set(progress.on_event)
+            try:
+                outcome = flyer(
+                    brief=brief,
+                    profile=args.profile,
+                    variants=args.variants,
+                    formats=args.formats,
+                    fresh=args.fresh,
+                    assets_from=str(args.brief.parent.resolve()),
+                )
+            finally:
+                progress_listener.reset(token)
+        report(console, outcome, time.perf_counter() - started)
+        return 0
+    except KeyboardInterrupt:
+        errors.print("interrupted: nothing half-written was left in the output folder")
+        return EXIT_INTERRUPTED
+    except HyperlocalError as exc:
+        errors.print(f"[red]{exc.label}[/]: {escape(str(exc))}")
+        return EXIT_CONFIGURATION if isinstance(exc, ConfigurationError) else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

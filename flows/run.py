@@ -1,0 +1,391 @@
+"""How one flyer run proceeds: the variants in parallel, each a chain of cached steps.
+
+``FlyerRun`` is used inside the ``flyer`` flow: every step is submitted as a
+Prefect task (so it is cached, retried and visible in the UI), and each
+variant's chain runs in its own thread so a variant's render never waits for
+another variant's pictures (DESIGN.md, "The flow for one brief").
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import Task
+from pydantic import BaseModel
+
+from backends import registry
+from backends.base import ArtRequest, CheckRequest, CopyRequest, ImageRequest
+from hyperlocal import __version__
+from hyperlocal.errors import LayoutError, PictureRejected
+from hyperlocal.formats import FlyerFormat, get_format, sdxl_size_for
+from hyperlocal.models import (
+    AttemptRecord,
+    BackendIdentity,
+    Brief,
+    FormatRecord,
+    GeneratedImage,
+    QCReport,
+    RenderedFlyer,
+    RunManifest,
+    StepRecord,
+    VariantRecord,
+)
+from hyperlocal.settings import Settings
+from hyperlocal.text import slugify
+from hyperlocal.typesetting import resolve_font, template_digest
+from tasks.caching import result_storage
+from tasks.copywriting import write_copy
+from tasks.images import generate_image
+from tasks.layout import TEMPLATE, RenderRequest, file_digest, render_flyer
+from tasks.prompts import direct_art, fit_prompt
+from tasks.publishing import PublishedRun, publish
+from tasks.qc import check_image
+from tasks.retries import retry_options
+
+#: Which backend role each step calls: a step that ran (not cached) is a model call.
+STEP_ROLES: dict[str, str] = {
+    "write_copy": "text",
+    "direct_art": "text",
+    "generate_image": "image",
+    "check_image": "vision",
+}
+
+
+class ProgressEvent(BaseModel):
+    """One step starting or finishing, for a progress display."""
+
+    variant: int | None
+    format: str | None
+    step: str
+    state: Literal["started", "finished"]
+    cached: bool = False
+    attempt: int | None = None
+
+
+ProgressListener = Callable[[ProgressEvent], None]
+#: Set by the command line to draw progress; threads inherit it with their context.
+progress_listener: contextvars.ContextVar[ProgressListener | None] = contextvars.ContextVar(
+    "progress_listener", default=None
+)
+
+
+def _notify(event: ProgressEvent) -> None:
+    listener = progress_listener.get()
+    if listener is not None:
+        listener(event)
+
+
+class RunOutcome(BaseModel):
+    """What a finished run produced."""
+
+    folder: Path
+    files: list[Path]
+    manifest: RunManifest
+
+
+def base_seed(settings: Settings, brief: Brief) -> int:
+    """Return the run's base seed: set, drawn (-1), or derived from the brief (unset)."""
+    seed = settings.image.seed
+    if seed is None:
+        digest = hashlib.sha256(brief.model_dump_json().encode()).digest()
+        return int.from_bytes(digest[:4], "big") % 2**31
+    if seed == -1:
+        return secrets.randbelow(2**31)
+    return seed
+
+
+def attempt_seed(base: int, variant: int, attempt: int) -> int:
+    """Return the seed of one picture: every variant and attempt differ, formats share it."""
+    return (base + (variant - 1) * 1_000_003 + (attempt - 1) * 7_919) % 2**32
+
+
+def picture_size(settings: Settings, fmt: FlyerFormat) -> tuple[int, int]:
+    """Return the picture size for a format: the fixed size if set, else SDXL-trained size."""
+    fixed = settings.image.fixed_size()
+    if fixed is not None:
+        return fixed
+    return sdxl_size_for(fmt.aspect, settings.image.megapixels or 1.0)
+
+
+class _Steps:
+    """The run's tasks, configured from settings (storage, retries, --fresh)."""
+
+    def __init__(self, settings: Settings, fresh: bool) -> None:
+        storage = result_storage(settings)
+        common: dict[str, Any] = {"result_storage": storage, "refresh_cache": fresh or None}
+        model = {**common, **retry_options(settings.retry)}
+        self.write_copy = write_copy.with_options(**model)
+        self.direct_art = direct_art.with_options(**model)
+        self.generate_image = generate_image.with_options(**model)
+        self.check_image = check_image.with_options(**model)
+        self.fit_prompt = fit_prompt.with_options(**common)
+        self.render_flyer = render_flyer.with_options(**common)
+
+
+class FlyerRun:
+    """One brief through every step to a published run folder."""
+
+    def __init__(
+        self,
+        brief: Brief,
+        settings: Settings,
+        fresh: bool = False,
+        heading_font: str | None = None,
+        body_font: str | None = None,
+    ) -> None:
+        self.brief = brief
+        self.settings = settings
+        self.steps = _Steps(settings, fresh)
+        self.formats = [get_format(name) for name in settings.formats or []]
+        self.heading_font = resolve_font(
+            heading_font or brief.brand.heading_font or settings.layout.heading_font
+        )
+        self.body_font = resolve_font(
+            body_font or brief.brand.body_font or settings.layout.body_font
+        )
+        # Build every backend now: a configuration error stops the run before any work.
+        self.backends: dict[str, BackendIdentity] = {
+            role: registry.backend_for(role, settings).identity  # type: ignore[arg-type]
+            for role in ("text", "image", "vision")
+            if role != "vision" or settings.qc.enabled
+        }
+        self.seed = base_seed(settings, brief)
+        self.template = (settings.layout.template or TEMPLATE).resolve()
+        if not self.template.is_file():
+            raise LayoutError(
+                f"template {self.template} not found; fix HYPERLOCAL_LAYOUT__TEMPLATE"
+            )
+        self.template_digest = template_digest(self.template)
+        logo = brief.brand.logo
+        self.logo_digest = file_digest(logo) if logo is not None else None
+        self._records: list[StepRecord] = []
+        self._lock = threading.Lock()
+
+    def _step(
+        self,
+        task: Task[..., Any],
+        *args: Any,
+        variant: int | None = None,
+        format_name: str | None = None,
+        attempt: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        name = task.name
+        _notify(
+            ProgressEvent(
+                variant=variant, format=format_name, step=name, state="started", attempt=attempt
+            )
+        )
+        started = time.perf_counter()
+        future = task.submit(*args, **kwargs)
+        value = future.result()
+        cached = future.state.name == "Cached"
+        record = StepRecord(
+            step=name,
+            variant=variant,
+            format=format_name,
+            attempt=attempt,
+            cached=cached,
+            seconds=round(time.perf_counter() - started, 4),
+        )
+        with self._lock:
+            self._records.append(record)
+        _notify(
+            ProgressEvent(
+                variant=variant,
+                format=format_name,
+                step=name,
+                state="finished",
+                cached=cached,
+                attempt=attempt,
+            )
+        )
+        return value
+
+    def _picture(
+        self, variant: int, fmt: FlyerFormat, request_base: dict[str, Any], subject: str
+    ) -> tuple[GeneratedImage, list[AttemptRecord], bool | None]:
+        settings = self.settings
+        attempts: list[AttemptRecord] = []
+        tried: list[tuple[GeneratedImage, QCReport | None]] = []
+        max_attempts = (settings.qc.max_attempts or 1) if settings.qc.enabled else 1
+        for attempt in range(1, max_attempts + 1):
+            seed = attempt_seed(self.seed, variant, attempt)
+            request = ImageRequest(seed=seed, attempt=attempt, **request_base)
+            image: GeneratedImage = self._step(
+                self.steps.generate_image,
+                request,
+                settings,
+                variant=variant,
+                format_name=fmt.name,
+                attempt=attempt,
+            )
+            report: QCReport | None = None
+            if settings.qc.enabled:
+                check = CheckRequest(
+                    image=image,
+                    text_zone=fmt.text_zone,
+                    subject=subject,
+                    min_score=settings.qc.min_score,
+                )
+                report = self._step(
+                    self.steps.check_image,
+                    check,
+                    settings,
+                    variant=variant,
+                    format_name=fmt.name,
+                    attempt=attempt,
+                )
+            attempts.append(
+                AttemptRecord(
+                    attempt=attempt,
+                    seed=image.seed,
+                    width=image.width,
+                    height=image.height,
+                    qc=report,
+                )
+            )
+            tried.append((image, report))
+            if report is None:
+                return image, attempts, None
+            if report.passed:
+                return image, attempts, True
+        if settings.qc.on_exhausted == "fail":
+            reasons = "; ".join(tried[-1][1].reasons) if tried[-1][1] else "unknown"
+            raise PictureRejected(
+                f"variant {variant} {fmt.name}: all {len(tried)} pictures failed QC "
+                f"(last: {reasons}); raise HYPERLOCAL_QC__MAX_ATTEMPTS or set "
+                "HYPERLOCAL_QC__ON_EXHAUSTED=best"
+            )
+        best_image, _ = max(tried, key=lambda pair: pair[1].score if pair[1] else 0.0)
+        return best_image, attempts, False
+
+    def _variant(self, variant: int, total: int) -> tuple[VariantRecord, list[RenderedFlyer]]:
+        settings = self.settings
+        copy = self._step(
+            self.steps.write_copy,
+            CopyRequest(brief=self.brief, variant=variant, variants=total),
+            settings,
+            variant=variant,
+        )
+        art = self._step(
+            self.steps.direct_art,
+            ArtRequest(brief=self.brief, copy=copy, variant=variant),
+            settings,
+            variant=variant,
+        )
+        subject = next((p.text for p in art.phrases if p.role == "subject"), art.phrases[0].text)
+        records: list[FormatRecord] = []
+        flyers: list[RenderedFlyer] = []
+        for fmt in self.formats:
+            fitted = self._step(
+                self.steps.fit_prompt, art, fmt.text_zone, variant=variant, format_name=fmt.name
+            )
+            width, height = picture_size(settings, fmt)
+            image, attempts, passed = self._picture(
+                variant,
+                fmt,
+                {
+                    "prompt": fitted,
+                    "width": width,
+                    "height": height,
+                    "steps": settings.image.steps or 1,
+                    "cfg_scale": settings.image.cfg_scale or 0.0,
+                    "palette": list(self.brief.brand.colors),
+                    "text_zone": fmt.text_zone,
+                },
+                subject,
+            )
+            flyer: RenderedFlyer = self._step(
+                self.steps.render_flyer,
+                RenderRequest(
+                    variant=variant,
+                    format=fmt.name,
+                    copy=copy,
+                    brief=self.brief,
+                    background=image,
+                    heading_font=self.heading_font,
+                    body_font=self.body_font,
+                    print_ppi=settings.layout.print_ppi or 150,
+                    template=self.template,
+                    template_digest=self.template_digest,
+                    logo_digest=self.logo_digest,
+                ),
+                variant=variant,
+                format_name=fmt.name,
+            )
+            flyers.append(flyer)
+            files = [f"variant_{variant:02d}_{fmt.name}.{kind}" for kind in fmt.outputs]
+            records.append(
+                FormatRecord(
+                    format=fmt.name,
+                    prompt=fitted,
+                    attempts=attempts,
+                    chosen_attempt=next(a.attempt for a in attempts if a.seed == image.seed),
+                    qc_passed=passed,
+                    files=files,
+                    style=flyer.style,
+                    font_sizes=flyer.font_sizes,
+                )
+            )
+        return VariantRecord(variant=variant, copy=copy, art_direction=art, formats=records), flyers
+
+    def execute(self) -> RunOutcome:
+        """Run every variant, publish the run folder and return where it is.
+
+        Raises the first fault of any step after its retries.
+        """
+        started = time.perf_counter()
+        created = datetime.now(UTC)
+        total = self.settings.variants or 1
+        workers = max(1, min(self.settings.max_parallel, total))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="variant") as pool:
+            futures = [
+                pool.submit(contextvars.copy_context().run, self._variant, v, total)
+                for v in range(1, total + 1)
+            ]
+            results = [f.result() for f in futures]
+        variants = [record for record, _ in results]
+        flyers = [flyer for _, batch in results for flyer in batch]
+        with self._lock:
+            steps = sorted(
+                self._records,
+                key=lambda r: (r.variant or 0, r.format or "", r.attempt or 0),
+            )
+        model_calls = {role: 0 for role in self.backends}
+        for record in steps:
+            role = STEP_ROLES.get(record.step)
+            if role in model_calls and not record.cached:
+                model_calls[role] += 1
+        slug = slugify(f"{self.brief.business} {self.brief.event}")
+        manifest = RunManifest(
+            hyperlocal_version=__version__,
+            run_name=f"{created:%Y%m%d-%H%M%S}-{slug}",
+            created_at=created,
+            profile=self.settings.profile,
+            settings=self.settings.public_dict(),
+            brief=self.brief,
+            backends=self.backends,
+            variants=variants,
+            steps=steps,
+            model_calls=model_calls,
+            cached_steps=sum(r.cached for r in steps),
+            computed_steps=sum(not r.cached for r in steps),
+            files=[],
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        _notify(ProgressEvent(variant=None, format=None, step="publish", state="started"))
+        published: PublishedRun = publish(self.settings.output_dir / "flyer_runs", flyers, manifest)
+        _notify(ProgressEvent(variant=None, format=None, step="publish", state="finished"))
+        return RunOutcome(
+            folder=published.folder, files=published.files, manifest=published.manifest
+        )

@@ -1,0 +1,42 @@
+"""Asset paths a brief may name (logo, fonts), kept inside the allowed folders.
+
+A brief comes from a user, a form in the UI or a batch file: its paths must not
+reach files outside the brief's own folder and the configured asset folders,
+whether through ``..``, an absolute path or a symlink that points elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from hyperlocal.errors import AssetError
+
+
+def resolve_asset(path: Path, base_dir: Path | None, allowed_dirs: Iterable[Path]) -> Path:
+    """Return the real path of ``path`` if it is an existing file inside an allowed folder.
+
+    Relative paths are read from ``base_dir`` (the brief's folder) or, without one,
+    from each allowed folder in turn. Symlinks are followed before the check, so
+    a link pointing outside is refused. Raises ``AssetError`` otherwise.
+    """
+    roots = [p.resolve() for p in allowed_dirs]
+    if base_dir is not None:
+        roots.insert(0, base_dir.resolve())
+    if path.is_absolute():
+        candidates = [path]
+    elif base_dir is not None:
+        candidates = [base_dir / path]
+    else:
+        candidates = [root / path for root in roots]
+    shown_roots = ", ".join(str(r) for r in roots) or "(none)"
+    for candidate in candidates:
+        real = candidate.resolve()
+        if not any(real.is_relative_to(root) for root in roots):
+            raise AssetError(
+                f"{path} is outside the allowed folders ({shown_roots}); "
+                "copy it into the brief's folder or add its folder to HYPERLOCAL_ASSET_DIRS"
+            )
+        if real.is_file():
+            return real
+    raise AssetError(f"{path} not found (looked in {shown_roots})")

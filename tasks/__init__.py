@@ -1,0 +1,1 @@
+"""The steps of a flyer run: one module per stage, each a cached, retryable Prefect task."""
