@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from prefect import flow
+from prefect.logging.handlers import PrefectConsoleHandler
 from pydantic import Field
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from backends import registry
 from flows.progress import RichProgress
@@ -133,35 +133,32 @@ def quiet_prefect_console(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if verbose:
         return
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+    # Prefect attaches its console handler to the root logger (and uvicorn's, for
+    # the temporary server) when it configures logging on import.
+    for name in ("", "uvicorn", "fastapi"):
         for handler in logging.getLogger(name).handlers:
-            if type(handler).__name__ == "PrefectConsoleHandler":
+            if isinstance(handler, PrefectConsoleHandler):
                 handler.setLevel(logging.CRITICAL + 1)
 
 
 def check_backends(console: Console) -> int:
     """Print each configured backend's health; return the exit code (0 when all are healthy)."""
     settings = load_settings()
-    table = Table(title="Hyperlocal backends")
-    for column in ("role", "kind", "why", "healthy", "detail"):
-        table.add_column(column)
     healthy = True
     for role in ("text", "image", "vision"):
         resolved = registry.resolve(role, settings)  # type: ignore[arg-type]
         started = time.perf_counter()
         health = registry.backend_for(role, settings).health()  # type: ignore[arg-type]
-        latency = (
-            health.latency_s if health.latency_s is not None else time.perf_counter() - started
-        )
+        elapsed = time.perf_counter() - started
+        latency = health.latency_s if health.latency_s is not None else elapsed
         healthy &= health.ok
-        table.add_row(
-            role,
-            resolved.kind,
-            resolved.reason,
-            "[green]yes[/]" if health.ok else "[red]no[/]",
-            f"{health.detail} ({latency * 1000:.0f} ms)",
+        state = "[green]healthy[/]" if health.ok else "[red]unhealthy[/]"
+        console.print(
+            f"{role:<7}{resolved.kind:<10}{state}  {escape(health.detail)} "
+            f"({latency * 1000:.0f} ms; {escape(resolved.reason)})"
         )
-    console.print(table)
+        if health.models:
+            console.print(f"{'':17}models: {escape(', '.join(health.models))}")
     return 0 if healthy else EXIT_FAILED
 
 
@@ -183,31 +180,32 @@ def report(console: Console, outcome: RunOutcome, seconds: float) -> None:
             if f.prompt.dropped
         }
     )
+    done = f"[green]Done in {seconds:.1f} s[/] (steps {manifest.seconds:.1f} s)"
     if calls == 0:
         console.print(
-            f"[green]Done in {seconds:.1f} s[/]: every step came from the cache "
+            f"{done}: every step came from the cache "
             f"({manifest.cached_steps} steps), no model work was done."
         )
     else:
         per_role = ", ".join(f"{role} {n}" for role, n in manifest.model_calls.items())
         console.print(
-            f"[green]Done in {seconds:.1f} s[/]: {manifest.computed_steps} steps computed "
+            f"{done}: {manifest.computed_steps} steps computed "
             f"({calls} model calls: {per_role}), {manifest.cached_steps} from the cache."
         )
     for name in flagged:
         console.print(f"[yellow]warning[/]: {name}: every picture failed QC; the best one is used")
     for name in dropped:
         console.print(f"[yellow]note[/]: {name}: image prompt shortened to fit CLIP (see manifest)")
-    console.print(f"Flyers in [bold]{escape(str(outcome.folder))}[/]:")
+    console.print(f"Flyers in [bold]{escape(str(outcome.folder.resolve()))}[/]:")
     for path in outcome.files:
-        console.print(f"  {escape(str(path))}")
+        console.print(f"  {escape(str(path.resolve()))}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return its exit code. Errors print one line, never a traceback."""
     args = build_parser().parse_args(argv)
-    console = Console(highlight=False)
-    errors = Console(stderr=True, highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
     quiet_prefect_console(args.verbose)
     try:
         if args.check:

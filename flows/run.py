@@ -357,10 +357,8 @@ class FlyerRun:
         variants = [record for record, _ in results]
         flyers = [flyer for _, batch in results for flyer in batch]
         with self._lock:
-            steps = sorted(
-                self._records,
-                key=lambda r: (r.variant or 0, r.format or "", r.attempt or 0),
-            )
+            # Stable sort: within a variant, steps stay in the order they ran.
+            steps = sorted(self._records, key=lambda r: r.variant or 0)
         model_calls = {role: 0 for role in self.backends}
         for record in steps:
             role = STEP_ROLES.get(record.step)

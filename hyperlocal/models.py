@@ -261,10 +261,15 @@ class FittedPrompt(BaseModel):
     zone: str = Field(description="The format's text zone the prompt keeps calm.")
 
 
+# Bytes travel as base64 in JSON: Prefect hashes inputs as JSON when it can, and
+# only JSON hashes the same in every process (its pickle fallback does not).
+_BINARY = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
+
+
 class GeneratedImage(BaseModel):
     """One painted background."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _BINARY
 
     png: bytes = Field(repr=False)
     width: int
@@ -314,7 +319,7 @@ class TextStyle(BaseModel):
 class RenderedFlyer(BaseModel):
     """One flyer in one format, as bytes ready to be written."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _BINARY
 
     variant: int
     format: str

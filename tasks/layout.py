@@ -10,11 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hyperlocal.formats import get_format
 from hyperlocal.models import Brief, FlyerCopy, GeneratedImage, RenderedFlyer
-from hyperlocal.typesetting import measure_text_style, render_flyer_files
+from hyperlocal.typesetting import DEFAULT_TEMPLATE, measure_text_style, typeset_flyer
 from tasks.caching import PURE_STEP_POLICY
 from tasks.log import step_logger
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "flyer.typ"
+TEMPLATE = DEFAULT_TEMPLATE
 
 
 class RenderRequest(BaseModel):
@@ -49,9 +49,12 @@ def render_flyer(request: RenderRequest) -> RenderedFlyer:
     """
     fmt = get_format(request.format)
     style = measure_text_style(
-        request.background.png, fmt.text_zone, list(request.brief.brand.colors)
+        request.background.png,
+        fmt.text_zone,
+        list(request.brief.brand.colors),
+        page_aspect=fmt.aspect,
     )
-    pdf, png, width, height = render_flyer_files(
+    typeset = typeset_flyer(
         fmt=fmt,
         copy=request.copy_,
         brief=request.brief,
@@ -67,16 +70,17 @@ def render_flyer(request: RenderRequest) -> RenderedFlyer:
         "variant %d %s typeset: %dx%d px, contrast %.1f:1",
         request.variant,
         fmt.name,
-        width,
-        height,
+        typeset.png_width,
+        typeset.png_height,
         style.contrast,
     )
     return RenderedFlyer(
         variant=request.variant,
         format=fmt.name,
-        pdf=pdf,
-        png=png,
-        png_width=width,
-        png_height=height,
+        pdf=typeset.pdf,
+        png=typeset.png,
+        png_width=typeset.png_width,
+        png_height=typeset.png_height,
         style=style,
+        font_sizes=typeset.font_sizes,
     )

@@ -1,0 +1,111 @@
+"""Benchmark: the demo command cold, then cached, side by side in one run.
+
+    python -m bench.flyer_cache [--runs N] [--write]
+
+Each run is the real command line (``python -m flows.flyer``) in a fresh
+process with its own temporary Prefect server, as a user runs it. Cold runs
+start from an empty cache; cached runs repeat the same brief. Prints wall time
+of the command, time inside the flow (from the manifest) and the ratio; with
+``--write`` records them in ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RESULTS = PROJECT_ROOT / "bench" / "RESULTS.md"
+
+
+def _run(env: dict[str, str]) -> tuple[float, float, int]:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.flyer"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"flyer run failed: {result.stderr.strip()}")
+    folder = next(
+        Path(line.split(" in ", 1)[1].rstrip(":"))
+        for line in result.stdout.splitlines()
+        if line.startswith("Flyers in ")
+    )
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return wall, float(manifest["seconds"]), sum(manifest["model_calls"].values())
+
+
+def main() -> None:
+    """Run the benchmark and print (and optionally record) the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="cold and cached runs each")
+    parser.add_argument("--write", action="store_true", help="record in bench/RESULTS.md")
+    args = parser.parse_args()
+
+    cold: list[tuple[float, float, int]] = []
+    cached: list[tuple[float, float, int]] = []
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {
+                **os.environ,
+                "HYPERLOCAL_CACHE_DIR": f"{tmp}/cache",
+                "HYPERLOCAL_OUTPUT_DIR": f"{tmp}/output",
+                "PREFECT_HOME": os.environ.get("PREFECT_HOME", f"{tmp}/prefect"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            }
+            cold.append(_run(env))
+            cached.append(_run(env))
+
+    def median(rows: list[tuple[float, float, int]], index: int) -> float:
+        return statistics.median(row[index] for row in rows)
+
+    lines = [
+        "| run | command wall s (median) | flow s (median) | model calls |",
+        "| --- | --- | --- | --- |",
+        f"| cold | {median(cold, 0):.2f} | {median(cold, 1):.2f} | {cold[0][2]} |",
+        f"| cached | {median(cached, 0):.2f} | {median(cached, 1):.2f} | {cached[0][2]} |",
+        "",
+        f"cached / cold: command {median(cached, 0) / median(cold, 0):.2f}, "
+        f"flow {median(cached, 1) / median(cold, 1):.2f} ({args.runs} runs each)",
+    ]
+    print("\n".join(lines))
+    if args.write:
+        _record("Demo command, cold and cached (`python -m bench.flyer_cache --write`)", lines)
+
+
+def _record(title: str, lines: list[str]) -> None:
+    import prefect
+    import typst
+
+    header = (
+        f"## {title}\n\n{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"prefect {prefect.__version__}, typst {getattr(typst, '__version__', '?')}\n\n"
+    )
+    section = header + "\n".join(lines) + "\n"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
+    start = text.find(f"## {title}")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + ("" if end < 0 else text[end + 1 :])
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

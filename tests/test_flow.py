@@ -1,0 +1,278 @@
+"""The real flow end to end with the builtin backends, on a real Prefect server."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from pypdf import PdfReader
+
+from backends import registry
+from backends.base import CheckRequest, Health
+from backends.builtin_text import BuiltinCopywriter
+from flows.flyer import flyer
+from hyperlocal.briefs import load_brief
+from hyperlocal.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidModelOutput,
+    PictureRejected,
+)
+from hyperlocal.models import BackendIdentity, Brief, QCReport, RunManifest
+from hyperlocal.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BRIEF_FILE = PROJECT_ROOT / "examples" / "briefs" / "bakery.toml"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def brief() -> Brief:
+    return load_brief(BRIEF_FILE, allowed_dirs=[PROJECT_ROOT / "examples"])
+
+
+@pytest.fixture
+def restore_builders() -> Iterator[None]:
+    saved = dict(registry._BUILDERS)
+    yield
+    registry._BUILDERS.clear()
+    registry._BUILDERS.update(saved)
+    registry.clear()
+
+
+def _manifest(folder: Path) -> RunManifest:
+    return RunManifest.model_validate_json((folder / "manifest.json").read_text())
+
+
+def test_a_run_writes_every_flyer_the_contact_sheet_and_the_manifest(
+    prefect_env: str, brief: Brief, isolated_env: Path
+) -> None:
+    outcome = flyer(brief=brief, assets_from=str(BRIEF_FILE.parent))
+    folder = outcome.folder
+    assert folder.parent == isolated_env / "output" / "flyer_runs"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(
+        [
+            "variant_01_letter.pdf",
+            "variant_01_letter.png",
+            "variant_01_square.png",
+            "variant_02_letter.pdf",
+            "variant_02_letter.png",
+            "variant_02_square.png",
+            "contact_sheet.png",
+            "manifest.json",
+        ]
+    )
+    # Nothing half-written: no staging folder, no temporary files.
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]
+
+    with Image.open(folder / "variant_01_letter.png") as letter:
+        assert letter.size == (1275, 1650)
+    with Image.open(folder / "variant_02_square.png") as square:
+        assert square.size == (1080, 1080)
+    page = PdfReader(folder / "variant_01_letter.pdf").pages[0]
+    assert (round(float(page.mediabox.width)), round(float(page.mediabox.height))) == (612, 792)
+    text = " ".join(page.extract_text().split())
+    assert "Saturday 14 March" in text
+    assert "£35 per person" in text
+
+    manifest = _manifest(folder)
+    assert manifest.brief == brief
+    assert sorted(manifest.files) == names
+    assert len(manifest.files) == 8
+    assert [v.variant for v in manifest.variants] == [1, 2]
+    assert manifest.variants[0].copy_.headline != manifest.variants[1].copy_.headline
+    for variant in manifest.variants:
+        assert [f.format for f in variant.formats] == ["letter", "square"]
+        for fmt in variant.formats:
+            assert fmt.prompt.token_count <= 77
+            assert fmt.attempts
+            assert all(a.qc is not None for a in fmt.attempts)
+            assert fmt.qc_passed is True
+            assert fmt.style.contrast >= 4.5
+    seeds = {a.seed for v in manifest.variants for f in v.formats for a in f.attempts}
+    assert len(seeds) == 2  # one per variant, shared by its formats
+    assert set(manifest.backends) == {"text", "image", "vision"}
+    assert manifest.backends["image"].kind == "builtin"
+    assert manifest.computed_steps == len(manifest.steps) > 0
+    assert all(step.seconds >= 0 for step in manifest.steps)
+    assert manifest.model_calls == {"text": 4, "image": 4, "vision": 4}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tests.counted_backends", *args],
+        cwd=PROJECT_ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _calls(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    assert result.returncode == 0, result.stdout + result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("CALLS ")
+    return dict(json.loads(last.removeprefix("CALLS ")))
+
+
+def test_a_second_run_in_a_new_process_recomputes_nothing(
+    prefect_env: str, isolated_env: Path
+) -> None:
+    first = _cli("--variants", "2")
+    assert _calls(first) == {"write_copy": 2, "direct_art": 2, "generate": 4, "check": 4}
+
+    second = _cli("--variants", "2")
+    assert _calls(second) == {}
+    assert "no model work was done" in second.stdout
+    runs = sorted((isolated_env / "output" / "flyer_runs").iterdir())
+    assert len(runs) == 2
+    manifest = _manifest(runs[-1])
+    assert manifest.computed_steps == 0
+    assert all(step.cached for step in manifest.steps)
+    assert manifest.model_calls == {"text": 0, "image": 0, "vision": 0}
+    # The cached run made the same flyers.
+    assert (runs[0] / "variant_01_letter.png").read_bytes() == (
+        runs[1] / "variant_01_letter.png"
+    ).read_bytes()
+
+
+def test_fresh_recomputes_everything(prefect_env: str, isolated_env: Path) -> None:
+    assert _calls(_cli("--variants", "1", "--format", "square"))
+    assert _calls(_cli("--variants", "1", "--format", "square", "--fresh")) == {
+        "write_copy": 1,
+        "direct_art": 1,
+        "generate": 1,
+        "check": 1,
+    }
+
+
+def test_a_template_change_reruns_only_layout_and_publishing(
+    prefect_env: str, brief: Brief, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = isolated_env / "flyer.typ"
+    template.write_text((PROJECT_ROOT / "templates" / "flyer.typ").read_text())
+    monkeypatch.setenv("HYPERLOCAL_LAYOUT__TEMPLATE", str(template))
+    flyer(brief=brief, variants=1, assets_from=str(BRIEF_FILE.parent))
+
+    template.write_text(template.read_text() + "\n// a designer's tweak\n")
+    second = flyer(brief=brief, variants=1, assets_from=str(BRIEF_FILE.parent)).manifest
+    recomputed = {step.step for step in second.steps if not step.cached}
+    assert recomputed == {"render_flyer"}
+    assert second.model_calls == {"text": 0, "image": 0, "vision": 0}
+
+
+class _Flaky(BuiltinCopywriter):
+    """Fails its first ``failures`` copy calls with ``error``, then works."""
+
+    calls = 0
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures = failures
+        self.error = error
+
+    def write_copy(self, request: Any) -> Any:
+        type(self).calls += 1
+        if type(self).calls <= self.failures:
+            raise self.error
+        return super().write_copy(request)
+
+
+def _install_flaky(failures: int, error: Exception) -> type[_Flaky]:
+    flaky = type("Flaky", (_Flaky,), {"calls": 0})
+
+    def builder(settings: Settings) -> _Flaky:
+        return flaky(failures, error)
+
+    registry.register("text", "builtin", builder)
+    return flaky
+
+
+def test_a_passing_fault_is_retried_until_it_succeeds(
+    prefect_env: str, brief: Brief, restore_builders: None
+) -> None:
+    flaky = _install_flaky(2, BackendUnavailable("connection refused by 127.0.0.1:9"))
+    outcome = flyer(brief=brief, variants=1, formats=["square"], assets_from=str(BRIEF_FILE.parent))
+    assert flaky.calls == 3
+    assert (outcome.folder / "variant_01_square.png").is_file()
+
+
+def test_a_configuration_error_is_not_retried(
+    prefect_env: str, brief: Brief, restore_builders: None, isolated_env: Path
+) -> None:
+    flaky = _install_flaky(5, ConfigurationError("model 'nope' not found on the server"))
+    with pytest.raises(ConfigurationError, match="model 'nope' not found"):
+        flyer(brief=brief, variants=1, formats=["square"], assets_from=str(BRIEF_FILE.parent))
+    assert flaky.calls == 1
+    assert not (isolated_env / "output" / "flyer_runs").exists()
+
+
+def test_bad_output_is_not_retried_by_the_task(
+    prefect_env: str, brief: Brief, restore_builders: None
+) -> None:
+    flaky = _install_flaky(5, InvalidModelOutput("the model answered prose, not JSON"))
+    with pytest.raises(InvalidModelOutput):
+        flyer(brief=brief, variants=1, formats=["square"], assets_from=str(BRIEF_FILE.parent))
+    assert flaky.calls == 1
+
+
+class _Rejecting:
+    """A vision check that rejects every picture, scoring later attempts higher."""
+
+    identity = BackendIdentity(role="vision", kind="heuristic", model="always-rejects")
+
+    def health(self) -> Health:
+        return Health(role="vision", kind="heuristic", ok=True, detail="rejects everything")
+
+    def check(self, request: CheckRequest) -> QCReport:
+        return QCReport(
+            passed=False,
+            score=float(request.image.attempt),
+            reasons=["contains lettering"],
+            backend=self.identity,
+        )
+
+
+def test_when_every_picture_fails_qc_the_best_is_shipped_flagged(
+    prefect_env: str, brief: Brief, restore_builders: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.register("vision", "heuristic", lambda settings: _Rejecting())
+    monkeypatch.setenv("HYPERLOCAL_QC__MAX_ATTEMPTS", "3")
+    outcome = flyer(brief=brief, variants=1, formats=["square"], assets_from=str(BRIEF_FILE.parent))
+    record = outcome.manifest.variants[0].formats[0]
+    assert record.qc_passed is False
+    assert [a.attempt for a in record.attempts] == [1, 2, 3]
+    assert len({a.seed for a in record.attempts}) == 3
+    assert record.chosen_attempt == 3  # the best score
+    assert all(a.qc is not None and a.qc.reasons == ["contains lettering"] for a in record.attempts)
+
+
+def test_when_every_picture_fails_qc_the_run_can_fail_instead(
+    prefect_env: str, brief: Brief, restore_builders: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.register("vision", "heuristic", lambda settings: _Rejecting())
+    monkeypatch.setenv("HYPERLOCAL_QC__MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("HYPERLOCAL_QC__ON_EXHAUSTED", "fail")
+    with pytest.raises(
+        PictureRejected, match=r"all 2 pictures failed QC \(last: contains lettering"
+    ):
+        flyer(brief=brief, variants=1, formats=["square"], assets_from=str(BRIEF_FILE.parent))
+
+
+def test_the_square_png_is_a_real_picture(prefect_env: str, brief: Brief) -> None:
+    outcome = flyer(brief=brief, variants=1, formats=["square"], assets_from=str(BRIEF_FILE.parent))
+    data = (outcome.folder / "variant_01_square.png").read_bytes()
+    with Image.open(io.BytesIO(data)) as picture:
+        colours = picture.convert("RGB").resize((64, 64)).getcolors(64 * 64)
+    assert colours is not None
+    assert len(colours) > 200
