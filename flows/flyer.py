@@ -27,7 +27,7 @@ from backends import registry
 from flows.progress import RichProgress
 from flows.run import FlyerRun, RunOutcome, progress_listener
 from hyperlocal.assets import resolve_asset
-from hyperlocal.briefs import load_brief
+from hyperlocal.briefs import load_brief, validate_brief
 from hyperlocal.errors import AssetError, ConfigurationError, HyperlocalError
 from hyperlocal.formats import FORMATS, FormatName
 from hyperlocal.models import Brief
@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--brief",
         type=Path,
-        default=DEFAULT_BRIEF,
-        help="brief file (TOML, YAML or JSON); default: the example bakery brief",
+        help="brief file (TOML, YAML or JSON); default: the example bakery brief, "
+        "or only the brief fields below when --business is given",
     )
     parser.add_argument("--profile", choices=sorted(PROFILES), help="bundle of tested settings")
     parser.add_argument("--variants", type=int, help="how many variants (1-8)")
@@ -212,7 +212,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_backends(console)
         settings = load_settings()
         overrides: dict[str, Any] = {name: getattr(args, name) for name in _BRIEF_FLAGS}
-        brief = load_brief(args.brief, overrides, settings.asset_dirs)
+        if args.brief is None and args.business:
+            # A brief from flags alone: nothing of the example leaks into it.
+            brief_dir = Path.cwd()
+            flags = {name: value for name, value in overrides.items() if value is not None}
+            brief = validate_brief(flags, "command line", brief_dir, settings.asset_dirs)
+        else:
+            brief_file = args.brief or DEFAULT_BRIEF
+            brief_dir = brief_file.parent
+            brief = load_brief(brief_file, overrides, settings.asset_dirs)
         started = time.perf_counter()
         with RichProgress(console) as progress:
             token = progress_listener.set(progress.on_event)
@@ -223,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     variants=args.variants,
                     formats=args.formats,
                     fresh=args.fresh,
-                    assets_from=str(args.brief.parent.resolve()),
+                    assets_from=str(brief_dir.resolve()),
                 )
             finally:
                 progress_listener.reset(token)

@@ -26,6 +26,7 @@ from backends import registry
 from backends.base import ArtRequest, CheckRequest, CopyRequest, ImageRequest
 from hyperlocal import __version__
 from hyperlocal.errors import LayoutError, PictureRejected
+from hyperlocal.fonts import resolve_font
 from hyperlocal.formats import FlyerFormat, get_format, sdxl_size_for
 from hyperlocal.models import (
     AttemptRecord,
@@ -41,7 +42,7 @@ from hyperlocal.models import (
 )
 from hyperlocal.settings import Settings
 from hyperlocal.text import slugify
-from hyperlocal.typesetting import resolve_font, template_digest
+from hyperlocal.typesetting import template_digest
 from tasks.caching import result_storage
 from tasks.copywriting import write_copy
 from tasks.images import generate_image

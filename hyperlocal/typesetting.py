@@ -1,4 +1,4 @@
-"""Typesetting: fonts, text colours measured from the picture, QR codes and the Typst render.
+"""Typesetting: one flyer compiled by Typst from data, never from user markup.
 
 Pure Python (no Prefect). One data-driven template (``templates/flyer.typ``)
 lays out every format: this module writes what the template needs into a
@@ -12,213 +12,30 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
 import io
 import json
-import math
 import shutil
 import tempfile
-import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import numpy as np
-import segno
 import typst
-from fontTools.ttLib import TTFont
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFilter
 
-from hyperlocal.errors import AssetError, InvalidImage, LayoutError
+from hyperlocal import contrast, fonts, qr
+from hyperlocal.contrast import load_picture, needed_opacity, visible_box, zone_pixels
+from hyperlocal.errors import AssetError, LayoutError
+from hyperlocal.fonts import installed_fonts, missing_glyphs, resolve_font
 from hyperlocal.formats import FlyerFormat, Zone
 from hyperlocal.models import Brief, FlyerCopy, TextStyle
+from hyperlocal.qr import qr_svg
 
-#: The Python packages that ship the layout fonts; each has a ``files/`` folder.
-FONT_PACKAGES: tuple[str, ...] = (
-    "font_fjallaone",
-    "font_lato",
-    "font_roboto",
-    "font_source_sans_pro",
-)
 #: The flyer template of a source checkout (``templates/flyer.typ`` beside the package).
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "flyer.typ"
-
-WHITE = "#FFFFFF"
-#: Near-black for text on light panels: softer than pure black, still over 18:1 on white.
-INK = "#111418"
-BLACK = "#000000"
-
-#: WCAG 2 AA contrast for normal-size text, and for large text and graphics.
-TEXT_CONTRAST = 4.5
-ACCENT_CONTRAST = 3.0
-#: A panel colour must reach this contrast with its text on its own (at full opacity),
-#: so that a partly see-through panel still has room to reach TEXT_CONTRAST.
-PANEL_CONTRAST = 9.0
-#: Share of the pixels under the panel that must meet the contrast: the worst 2 %
-#: (specks, noise) are ignored, the rest is the worst case.
-COVERED_SHARE = 98.0
-#: Panels are never more see-through than this, even over a calm picture: text on a
-#: nearly invisible panel looks unfinished and texture the percentile ignores still hurts.
-MIN_PANEL_OPACITY = 0.75
-
-_FONT_SUFFIXES = {".ttf", ".otf"}
-
-
-# --------------------------------------------------------------------------- fonts
-
-
-@functools.cache
-def _font_files() -> dict[str, tuple[Path, ...]]:
-    """Map each installed family name to its font files (read from the files themselves)."""
-    families: dict[str, list[Path]] = {}
-    for package in FONT_PACKAGES:
-        try:
-            module = importlib.import_module(package)
-        except ImportError:
-            # A missing font package only narrows the choice; resolve_font names what is left.
-            continue
-        if module.__file__ is None:
-            continue
-        folder = Path(module.__file__).resolve().parent / "files"
-        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if path.suffix.lower() not in _FONT_SUFFIXES:
-                continue
-            try:
-                family = ImageFont.truetype(str(path)).getname()[0]
-            except OSError:
-                continue
-            if family:
-                families.setdefault(family, []).append(path)
-    return {name: tuple(paths) for name, paths in sorted(families.items())}
-
-
-def installed_fonts() -> dict[str, Path]:
-    """Return the font families the layout may use, each with the folder holding its files.
-
-    Families come from the font packages (``FONT_PACKAGES``) and are named as the
-    font files name themselves (e.g. ``"Source Sans Pro"``). The result is cached.
-    """
-    return {family: paths[0].parent for family, paths in _font_files().items()}
-
-
-def resolve_font(family: str) -> str:
-    """Return the installed family name matching ``family`` (case and spacing ignored).
-
-    Raises ``LayoutError`` naming the installed families when there is no match:
-    Typst itself only warns about an unknown family and falls back to another font.
-    """
-    wanted = " ".join(family.split()).casefold()
-    for name in installed_fonts():
-        if name.casefold() == wanted:
-            return name
-    names = ", ".join(installed_fonts()) or "none (install font-lato, font-roboto, ...)"
-    raise LayoutError(f"font {family!r} is not installed; installed fonts: {names}")
-
-
-@functools.cache
-def _coverage(family: str) -> frozenset[int]:
-    paths = _font_files()[family]
-    # Weights of one family cover the same characters; the regular face stands for them all.
-    regular = [p for p in paths if "regular" in p.stem.lower()] or list(paths)
-    with TTFont(regular[0], lazy=True) as font:
-        return frozenset(font.getBestCmap() or {})
-
-
-def missing_glyphs(text: str, family: str) -> list[str]:
-    """Return the characters of ``text`` that the installed ``family`` cannot draw (in order).
-
-    Spaces, format controls (zero-width joiners) and variation selectors are not
-    checked. Typst would print such characters as empty boxes, so callers refuse
-    or rewrite the text instead. Raises ``LayoutError`` for an unknown family.
-    """
-    covered = _coverage(resolve_font(family))
-    missing: list[str] = []
-    for char in unicodedata.normalize("NFC", text):
-        if char.isspace() or unicodedata.category(char) == "Cf":
-            continue
-        if 0xFE00 <= ord(char) <= 0xFE0F or ord(char) in covered or char in missing:
-            continue
-        missing.append(char)
-    return missing
-
-
-# --------------------------------------------------------------------------- colour
-
-
-def _rgb(colour: str) -> tuple[float, float, float]:
-    digits = colour.strip().lstrip("#")
-    if len(digits) == 3:
-        digits = "".join(ch * 2 for ch in digits)
-    if len(digits) != 6:
-        raise ValueError(f"{colour!r} is not a hex colour such as #1F3A5F")
-    red, green, blue = (int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4))
-    return red, green, blue
-
-
-def _hex(rgb: np.ndarray | tuple[float, float, float]) -> str:
-    return "#" + "".join(f"{round(float(c) * 255):02X}" for c in np.clip(rgb, 0, 1))
-
-
-def _luminance(rgb: np.ndarray) -> np.ndarray:
-    """WCAG relative luminance of sRGB values in 0..1 (last axis: red, green, blue)."""
-    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    return linear @ np.array([0.2126, 0.7152, 0.0722])
-
-
-def relative_luminance(colour: str) -> float:
-    """Return the WCAG 2 relative luminance (0 black .. 1 white) of a hex colour.
-
-    Raises ``ValueError`` for a string that is not ``#RGB`` or ``#RRGGBB``.
-    """
-    return float(_luminance(np.array(_rgb(colour))))
-
-
-def contrast_ratio(first: str, second: str) -> float:
-    """Return the WCAG 2 contrast ratio (1 to 21) between two hex colours.
-
-    Raises ``ValueError`` for a string that is not a hex colour.
-    """
-    high, low = sorted((relative_luminance(first), relative_luminance(second)), reverse=True)
-    return (high + 0.05) / (low + 0.05)
-
-
-def _contrast(lum: np.ndarray, other: float) -> np.ndarray:
-    return (np.maximum(lum, other) + 0.05) / (np.minimum(lum, other) + 0.05)
-
-
-def _mix_until(colour: str, toward: str, good: Callable[[str], bool]) -> str:
-    """Move ``colour`` toward ``toward`` in small steps until it is ``good``."""
-    start, end = np.array(_rgb(colour)), np.array(_rgb(toward))
-    for step in range(21):
-        candidate = _hex(start + (end - start) * step / 20)
-        if good(candidate):
-            return candidate
-    return toward
-
-
-def _picture(png: bytes) -> Image.Image:
-    try:
-        image = Image.open(io.BytesIO(png))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InvalidImage(f"the background is not a readable picture ({exc})") from None
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        # Transparent parts show the page, which the template fills white.
-        page = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(page, image.convert("RGBA"))
-    return image.convert("RGB")
-
-
-def _visible_box(size: tuple[int, int], page_aspect: float) -> tuple[float, float, float, float]:
-    """The part of a picture that a centred cover fit shows on the page: (left, top, w, h)."""
-    width, height = size
-    if width / height > page_aspect:
-        keep = height * page_aspect
-        return (width - keep) / 2, 0.0, keep, float(height)
-    keep = width / page_aspect
-    return 0.0, (height - keep) / 2, float(width), keep
+#: The code whose output a rendered flyer depends on, besides the template.
+_RENDER_MODULES = (contrast, fonts, qr)
 
 
 def _frosted(png: bytes, zone: Zone, page_aspect: float, radius: float) -> bytes:
@@ -227,8 +44,8 @@ def _frosted(png: bytes, zone: Zone, page_aspect: float, radius: float) -> bytes
     ``radius`` is the panel's corner radius as a share of the page width. Blurring
     only evens out the pixels the style was measured on, so contrast can only gain.
     """
-    image = _picture(png)
-    left, top, width, height = _visible_box(image.size, page_aspect)
+    image = load_picture(png)
+    left, top, width, height = visible_box(image.size, page_aspect)
     box = (
         round(left + zone.x * width),
         round(top + zone.y * height),
@@ -244,170 +61,6 @@ def _frosted(png: bytes, zone: Zone, page_aspect: float, radius: float) -> bytes
     out = io.BytesIO()
     image.save(out, format="PNG", compress_level=3)
     return out.getvalue()
-
-
-def _zone_pixels(png: bytes, zone: Zone, page_aspect: float | None) -> np.ndarray:
-    """Return the picture's pixels under ``zone`` as an (N, 3) array of sRGB values in 0..1."""
-    image = _picture(png)
-    if page_aspect:
-        # The template covers the page (fit: "cover", centred): crop the same way.
-        left, top, width, height = _visible_box(image.size, page_aspect)
-        box = (round(left), round(top), round(left + width), round(top + height))
-        image = image.crop(box)
-    region = image.crop(zone.pixels(*image.size))
-    # Averaging blocks of a few pixels keeps the measure fast; 160 samples across the
-    # zone is still finer than the strokes of the smallest text on it.
-    scale = min(1.0, 160 / max(region.size))
-    size = (max(1, round(region.width * scale)), max(1, round(region.height * scale)))
-    region = region.resize(size, Image.Resampling.BOX)
-    return np.asarray(region, dtype=np.float64).reshape(-1, 3) / 255
-
-
-def _worst_contrast(pixels: np.ndarray, panel: str, opacity: float, colour: str) -> float:
-    """Contrast of ``colour`` on the worst-case pixel once the panel is laid over the picture."""
-    return float(_worst_contrasts(pixels, panel, np.array([opacity]), colour)[0])
-
-
-def _worst_contrasts(
-    pixels: np.ndarray, panel: str, opacities: np.ndarray, colour: str
-) -> np.ndarray:
-    # PDF viewers and Typst's PNG renderer blend in gamma-encoded sRGB, so do we.
-    alpha = opacities[:, None, None]
-    composite = alpha * np.array(_rgb(panel)) + (1 - alpha) * pixels[None]
-    contrast = _contrast(_luminance(composite), relative_luminance(colour))
-    return np.percentile(contrast, 100 - COVERED_SHARE, axis=1)
-
-
-def _needed_opacity(pixels: np.ndarray, panel: str, text: str) -> float:
-    """The lowest 8-bit panel opacity at which ``text`` reaches TEXT_CONTRAST everywhere."""
-    # Renderers store opacity in 8 bits, so only k/255 can occur: scan every 8th level,
-    # then the levels just below the first that passes. (Should contrast not rise
-    # steadily with opacity, this can only err toward a more opaque panel.)
-    coarse = np.append(np.arange(0, 256, 8), 255)
-    passing = np.nonzero(_worst_contrasts(pixels, panel, coarse / 255, text) >= TEXT_CONTRAST)[0]
-    if not passing.size:
-        return 1.0
-    if passing[0] == 0:
-        return 0.0
-    fine = np.arange(coarse[passing[0] - 1] + 1, coarse[passing[0]] + 1)
-    ok = np.nonzero(_worst_contrasts(pixels, panel, fine / 255, text) >= TEXT_CONTRAST)[0]
-    return float(fine[ok[0]] / 255)
-
-
-def _panel_colours(palette: list[str]) -> tuple[str, str]:
-    """Return (dark panel, light panel) derived from the brand palette."""
-    by_lightness = sorted(palette, key=relative_luminance)
-    # The primary (first) colour is the brand's dark unless another brand colour is darker.
-    primary = palette[0]
-    dark_base = primary if relative_luminance(primary) <= 0.2 else by_lightness[0]
-    light_base = palette[2] if len(palette) > 2 else by_lightness[-1]
-    if relative_luminance(light_base) < 0.6:
-        light_base = by_lightness[-1]
-    dark = _mix_until(dark_base, BLACK, lambda c: contrast_ratio(c, WHITE) >= PANEL_CONTRAST)
-    # A light panel is a pale tint, not a saturated mid-tone that merely passes.
-    light = _mix_until(
-        light_base,
-        WHITE,
-        lambda c: contrast_ratio(c, INK) >= PANEL_CONTRAST and relative_luminance(c) >= 0.7,
-    )
-    return dark, light
-
-
-def _pick_accent(
-    pixels: np.ndarray, panel: str, opacity: float, text: str, palette: list[str]
-) -> str:
-    accent_first = [*palette[1:2], *palette[2:], *palette[:1]]
-    for colour in accent_first:
-        if colour.upper() == panel.upper():
-            continue
-        if _worst_contrast(pixels, panel, opacity, colour) >= ACCENT_CONTRAST:
-            return colour.upper()
-    # No brand colour stands out on this panel: tint a colourful brand accent toward the
-    # text colour until it does, keeping its hue (a tinted grey is no accent at all).
-    base = np.array(_rgb(accent_first[0]))
-    end = np.array(_rgb(text))
-    if base.max() - base.min() < 0.25:
-        return text
-    for step in range(1, 11):
-        candidate = _hex(base + (end - base) * step / 10)
-        if _worst_contrast(pixels, panel, opacity, candidate) >= ACCENT_CONTRAST:
-            return candidate
-    return text
-
-
-def _text_on(fill: str) -> str:
-    best = max((WHITE, INK), key=lambda colour: contrast_ratio(colour, fill))
-    # Either white or pure black always reaches 4.58:1; near-black may fall just short.
-    return best if contrast_ratio(best, fill) >= TEXT_CONTRAST else BLACK
-
-
-def measure_text_style(
-    background_png: bytes,
-    zone: Zone,
-    palette: list[str],
-    *,
-    page_aspect: float | None = None,
-    min_opacity: float = MIN_PANEL_OPACITY,
-) -> TextStyle:
-    """Choose the text panel's colours from the picture actually under ``zone``.
-
-    Tries white text on a dark panel (from the brand's darkest colour, normally the
-    primary) and near-black text on a light panel (from the brand's light colour),
-    and keeps the one that needs the lower opacity for WCAG 4.5:1 on the worst-case
-    pixel (98 % of the zone). The opacity is that minimum, but never below
-    ``min_opacity``. The accent (fact strip, button) is the first brand colour with
-    3:1 on the panel, else the brand accent tinted toward the text colour; the
-    button text reaches 4.5:1 on the accent. ``page_aspect`` (width / height) crops
-    the picture as the template's full-bleed cover fit does. Raises ``InvalidImage``
-    for bytes that are not a picture and ``ValueError`` for an empty palette or a
-    colour that is not hex.
-    """
-    if not palette:
-        raise ValueError("the palette needs at least one colour")
-    palette = [_hex(_rgb(colour)) for colour in palette]
-    pixels = _zone_pixels(background_png, zone, page_aspect)
-    dark, light = _panel_colours(palette)
-    options = [
-        (_needed_opacity(pixels, dark, WHITE), 0, dark, WHITE),
-        (_needed_opacity(pixels, light, INK), 1, light, INK),
-    ]
-    needed, _, panel, text = min(options)
-    opacity = max(needed, math.ceil(min_opacity * 255) / 255)
-    accent = _pick_accent(pixels, panel, opacity, text, palette)
-    contrast = _worst_contrast(pixels, panel, opacity, text)
-    return TextStyle(
-        text_color=text,
-        panel_color=panel,
-        # Rounded up, so the page is never more see-through than what was measured.
-        panel_opacity=math.ceil(opacity * 10_000) / 10_000,
-        accent_color=accent,
-        accent_text_color=_text_on(accent),
-        # Rounded down so the record never claims more contrast than the page has.
-        contrast=math.floor(contrast * 100) / 100,
-    )
-
-
-# --------------------------------------------------------------------------- QR code
-
-
-def qr_svg(url: str) -> str:
-    """Return an SVG QR code for ``url``: black modules on white, 4-module quiet zone.
-
-    Error correction is at least M (segno raises it when that costs no size).
-    Raises ``LayoutError`` unless ``url`` is an http(s) link with a host and no spaces.
-    """
-    parts = urlsplit(url.strip())
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise LayoutError(f"QR codes are made only for http(s) links, not {url!r}")
-    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in url.strip()):
-        raise LayoutError(f"the link {url!r} contains spaces or control characters")
-    code = segno.make_qr(url.strip(), error="m")
-    out = io.BytesIO()
-    code.save(out, kind="svg", border=4, dark="#000000", light="#FFFFFF", xmldecl=False)
-    return out.getvalue().decode("utf-8")
-
-
-# --------------------------------------------------------------------------- render
 
 
 @dataclass(frozen=True)
@@ -576,10 +229,10 @@ def typeset_flyer(
     aspect = fmt.width_pt / fmt.height_pt
     # The header chip sits on whatever the picture has there: measure it too, with the
     # text panel's colours, so the business name is as readable as the body.
-    header_pixels = _zone_pixels(background_png, fmt.header_zone, aspect)
+    header_pixels = zone_pixels(background_png, fmt.header_zone, aspect)
     header_opacity = max(
         style.panel_opacity,
-        _needed_opacity(header_pixels, style.panel_color, style.text_color),
+        needed_opacity(header_pixels, style.panel_color, style.text_color),
     )
     ppi = fmt.png_ppi(print_ppi)
     with tempfile.TemporaryDirectory(prefix="hyperlocal-typst-") as folder:
@@ -661,45 +314,15 @@ def _compile(compiler: typst.Compiler, kind: str, ppi: float | None = None) -> b
     return result
 
 
-def render_flyer_files(
-    *,
-    fmt: FlyerFormat,
-    copy: FlyerCopy,
-    brief: Brief,
-    background_png: bytes,
-    style: TextStyle,
-    heading_font: str,
-    body_font: str,
-    logo_path: Path | None,
-    print_ppi: int,
-    template: Path = DEFAULT_TEMPLATE,
-) -> tuple[bytes | None, bytes, int, int]:
-    """Typeset one flyer; return ``(pdf or None, png, png_width, png_height)``.
-
-    The same as ``typeset_flyer`` without the font sizes; raises what it raises.
-    """
-    flyer = typeset_flyer(
-        fmt=fmt,
-        copy=copy,
-        brief=brief,
-        background_png=background_png,
-        style=style,
-        heading_font=heading_font,
-        body_font=body_font,
-        logo_path=logo_path,
-        print_ppi=print_ppi,
-        template=template,
-    )
-    return flyer.pdf, flyer.png, flyer.png_width, flyer.png_height
-
-
 def template_digest(template: Path = DEFAULT_TEMPLATE) -> str:
-    """Return a sha256 of the template and of this module's source, for cache keys.
+    """Return a sha256 of the template and of the layout code, for cache keys.
 
-    A change to either re-runs layout. Raises ``OSError`` when the template is unreadable.
+    A change to the template or to the code that measures, draws and typesets
+    re-runs layout. Raises ``OSError`` when the template is unreadable.
     """
     digest = hashlib.sha256()
     digest.update(Path(template).read_bytes())
-    digest.update(b"\0")
-    digest.update(Path(__file__).read_bytes())
+    for source in (__file__, *(module.__file__ or "" for module in _RENDER_MODULES)):
+        digest.update(b"\0")
+        digest.update(Path(source).read_bytes())
     return digest.hexdigest()

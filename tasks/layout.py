@@ -8,9 +8,10 @@ from pathlib import Path
 from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyperlocal.contrast import measure_text_style
 from hyperlocal.formats import get_format
 from hyperlocal.models import Brief, FlyerCopy, GeneratedImage, RenderedFlyer
-from hyperlocal.typesetting import DEFAULT_TEMPLATE, measure_text_style, typeset_flyer
+from hyperlocal.typesetting import DEFAULT_TEMPLATE, typeset_flyer
 from tasks.caching import PURE_STEP_POLICY
 from tasks.log import step_logger
 

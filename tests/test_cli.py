@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,6 +62,37 @@ def test_a_bad_setting_prints_one_line_naming_the_variable() -> None:
     result = run_cli(env={"HYPERLOCAL_QC__MAX_ATTEMPTS": "many"})
     assert result.returncode == 2
     assert "HYPERLOCAL_QC__MAX_ATTEMPTS" in _one_clear_line(result)
+
+
+def test_a_brief_can_come_from_flags_alone(prefect_env: str, isolated_env: Path) -> None:
+    result = run_cli(
+        "--business",
+        "Ada's Bikes",
+        "--event",
+        "Free bike check",
+        "--place",
+        "Canal Yard",
+        "--date",
+        "Sunday 3 May",
+        "--variants",
+        "1",
+        "--format",
+        "square",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (folder,) = (isolated_env / "output" / "flyer_runs").iterdir()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["brief"]["business"] == "Ada's Bikes"
+    assert manifest["brief"]["details"] == ""  # nothing from the example brief
+    assert manifest["brief"]["brand"]["logo"] is None
+
+
+def test_a_brief_from_flags_still_needs_its_required_fields() -> None:
+    result = run_cli("--business", "Ada's Bikes")
+    assert result.returncode == 2
+    line = _one_clear_line(result)
+    assert "event is required" in line
+    assert "place is required" in line
 
 
 def test_a_flag_overrides_the_brief_and_is_validated() -> None:

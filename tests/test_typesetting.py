@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader
 
+from hyperlocal import contrast, fonts, qr
 from hyperlocal import typesetting as ts
 from hyperlocal.errors import AssetError, InvalidImage, LayoutError
 from hyperlocal.formats import FORMATS, FlyerFormat
@@ -82,7 +83,7 @@ def make_copy(**changes: object) -> FlyerCopy:
 
 
 def style_for(fmt: FlyerFormat, background: bytes) -> TextStyle:
-    return ts.measure_text_style(background, fmt.text_zone, PALETTE, page_aspect=fmt.aspect)
+    return contrast.measure_text_style(background, fmt.text_zone, PALETTE, page_aspect=fmt.aspect)
 
 
 def render(
@@ -167,9 +168,9 @@ def test_square_flyer_is_a_1080x1080_png_without_a_pdf(square_flyer: ts.TypesetF
     assert Image.open(io.BytesIO(square_flyer.png)).size == (1080, 1080)
 
 
-def test_render_flyer_files_returns_pdf_png_and_pixel_size() -> None:
+def test_typeset_flyer_returns_pdf_png_and_pixel_size() -> None:
     background = gradient_png()
-    pdf, png, width, height = ts.render_flyer_files(
+    flyer = ts.typeset_flyer(
         fmt=LETTER,
         copy=make_copy(),
         brief=make_brief(),
@@ -181,9 +182,10 @@ def test_render_flyer_files_returns_pdf_png_and_pixel_size() -> None:
         print_ppi=72,
         template=ts.DEFAULT_TEMPLATE,
     )
-    assert pdf is not None
-    assert pdf.startswith(b"%PDF")
-    assert Image.open(io.BytesIO(png)).size == (width, height) == (612, 792)
+    assert flyer.pdf is not None
+    assert flyer.pdf.startswith(b"%PDF")
+    assert Image.open(io.BytesIO(flyer.png)).size == (flyer.png_width, flyer.png_height)
+    assert (flyer.png_width, flyer.png_height) == (612, 792)
 
 
 def test_fitting_reports_sizes_within_the_format_limits(
@@ -225,8 +227,8 @@ def test_hostile_text_is_printed_literally_and_never_run_as_markup() -> None:
 def test_an_emoji_no_installed_font_can_draw_is_refused_naming_the_character() -> None:
     with pytest.raises(LayoutError, match=r"U\+1F956.*cannot draw"):
         render(SQUARE, copy=make_copy(headline="Fresh bread 🥖 every morning"))
-    assert ts.missing_glyphs("Crème brûlée £45 – “ok”", "Source Sans Pro") == []
-    assert ts.missing_glyphs("bread 🥖", "Lato") == ["🥖"]
+    assert fonts.missing_glyphs("Crème brûlée £45 – “ok”", "Source Sans Pro") == []
+    assert fonts.missing_glyphs("bread 🥖", "Lato") == ["🥖"]
 
 
 # --------------------------------------------------------------------------- fitting
@@ -270,19 +272,19 @@ def test_copy_too_long_for_the_square_panel_is_refused_naming_what_to_shorten() 
 
 
 def test_installed_fonts_are_the_packaged_families_with_their_folders() -> None:
-    fonts = ts.installed_fonts()
-    assert {"Fjalla One", "Lato", "Roboto", "Source Sans Pro"} <= set(fonts)
-    assert all(folder.is_dir() for folder in fonts.values())
+    families = fonts.installed_fonts()
+    assert {"Fjalla One", "Lato", "Roboto", "Source Sans Pro"} <= set(families)
+    assert all(folder.is_dir() for folder in families.values())
 
 
 def test_font_names_match_whatever_their_case_and_spacing() -> None:
-    assert ts.resolve_font("source  sans PRO") == "Source Sans Pro"
-    assert ts.resolve_font("FJALLA ONE") == "Fjalla One"
+    assert fonts.resolve_font("source  sans PRO") == "Source Sans Pro"
+    assert fonts.resolve_font("FJALLA ONE") == "Fjalla One"
 
 
 def test_unknown_font_is_refused_naming_the_installed_fonts() -> None:
     with pytest.raises(LayoutError, match=r"Comic Sans MS.*installed fonts: .*Fjalla One"):
-        ts.resolve_font("Comic Sans MS")
+        fonts.resolve_font("Comic Sans MS")
     with pytest.raises(LayoutError, match=r"Papyrus.*Source Sans Pro"):
         render(SQUARE, body_font="Papyrus")
 
@@ -291,10 +293,10 @@ def test_unknown_font_is_refused_naming_the_installed_fonts() -> None:
 
 
 def test_wcag_contrast_of_black_on_white_is_21_and_of_a_colour_on_itself_is_1() -> None:
-    assert ts.contrast_ratio("#000000", "#FFFFFF") == pytest.approx(21.0)
-    assert ts.contrast_ratio("#1F3A5F", "#1f3a5f") == pytest.approx(1.0)
-    assert ts.relative_luminance("#FFF") == pytest.approx(1.0)
-    assert ts.relative_luminance("#808080") == pytest.approx(0.2158, abs=1e-4)
+    assert contrast.contrast_ratio("#000000", "#FFFFFF") == pytest.approx(21.0)
+    assert contrast.contrast_ratio("#1F3A5F", "#1f3a5f") == pytest.approx(1.0)
+    assert contrast.relative_luminance("#FFF") == pytest.approx(1.0)
+    assert contrast.relative_luminance("#808080") == pytest.approx(0.2158, abs=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -303,42 +305,42 @@ def test_wcag_contrast_of_black_on_white_is_21_and_of_a_colour_on_itself_is_1() 
     ids=["black", "white", "half-black-half-white"],
 )
 def test_panel_text_reaches_wcag_aa_on_the_worst_pixel_of_the_picture(background: bytes) -> None:
-    style = ts.measure_text_style(background, SQUARE.text_zone, PALETTE)
+    style = contrast.measure_text_style(background, SQUARE.text_zone, PALETTE)
     assert style.contrast >= 4.5
     # Check the claim independently: the text on the panel over pure black and pure white.
     for under in ("#000000", "#FFFFFF"):
         mixed = composite(style.panel_color, style.panel_opacity, under)
-        assert ts.contrast_ratio(style.text_color, mixed) >= 4.5
-    assert ts.contrast_ratio(style.accent_text_color, style.accent_color) >= 4.5
+        assert contrast.contrast_ratio(style.text_color, mixed) >= 4.5
+    assert contrast.contrast_ratio(style.accent_text_color, style.accent_color) >= 4.5
 
 
 def test_accent_stands_out_from_the_panel_or_falls_back_to_the_text_colour() -> None:
-    style = ts.measure_text_style(half_black_half_white_png(), LETTER.text_zone, PALETTE)
+    style = contrast.measure_text_style(half_black_half_white_png(), LETTER.text_zone, PALETTE)
     for under in ("#000000", "#FFFFFF"):
         mixed = composite(style.panel_color, style.panel_opacity, under)
-        assert ts.contrast_ratio(style.accent_color, mixed) >= 3.0
+        assert contrast.contrast_ratio(style.accent_color, mixed) >= 3.0
     # A palette whose only colour is the panel itself leaves nothing to stand out with.
-    grey = ts.measure_text_style(solid_png("#000000"), LETTER.text_zone, ["#000000"])
+    grey = contrast.measure_text_style(solid_png("#000000"), LETTER.text_zone, ["#000000"])
     assert grey.accent_color == grey.text_color
 
 
 def test_a_brand_accent_too_pale_for_the_panel_is_deepened_not_dropped() -> None:
-    style = ts.measure_text_style(solid_png("#FFFFFF"), SQUARE.text_zone, ["#F2A541"])
+    style = contrast.measure_text_style(solid_png("#FFFFFF"), SQUARE.text_zone, ["#F2A541"])
     assert style.accent_color not in ("#F2A541", style.text_color)
     mixed = composite(style.panel_color, style.panel_opacity, "#FFFFFF")
-    assert ts.contrast_ratio(style.accent_color, mixed) >= 3.0
+    assert contrast.contrast_ratio(style.accent_color, mixed) >= 3.0
 
 
 def test_dark_pictures_get_light_text_and_light_pictures_dark_text() -> None:
-    on_black = ts.measure_text_style(solid_png("#000000"), SQUARE.text_zone, PALETTE)
-    on_white = ts.measure_text_style(solid_png("#FFFFFF"), SQUARE.text_zone, PALETTE)
-    assert on_black.text_color == ts.WHITE
-    assert on_white.text_color == ts.INK
+    on_black = contrast.measure_text_style(solid_png("#000000"), SQUARE.text_zone, PALETTE)
+    on_white = contrast.measure_text_style(solid_png("#FFFFFF"), SQUARE.text_zone, PALETTE)
+    assert on_black.text_color == contrast.WHITE
+    assert on_white.text_color == contrast.INK
 
 
 def test_a_background_that_is_not_a_picture_is_refused() -> None:
     with pytest.raises(InvalidImage):
-        ts.measure_text_style(b"not a png", SQUARE.text_zone, PALETTE)
+        contrast.measure_text_style(b"not a png", SQUARE.text_zone, PALETTE)
 
 
 # --------------------------------------------------------------------------- QR code
@@ -346,7 +348,7 @@ def test_a_background_that_is_not_a_picture_is_refused() -> None:
 
 @pytest.mark.parametrize("url", ["https://crumbandco.example/sourdough", "http://a.example"])
 def test_qr_code_is_a_black_on_white_svg_for_http_links(url: str) -> None:
-    svg = ts.qr_svg(url)
+    svg = qr.qr_svg(url)
     assert svg.lstrip().startswith("<svg")
     assert 'stroke="#000"' in svg
     assert 'fill="#fff"' in svg
@@ -364,7 +366,7 @@ def test_qr_code_is_a_black_on_white_svg_for_http_links(url: str) -> None:
 )
 def test_qr_code_is_refused_for_links_that_are_not_http(url: str) -> None:
     with pytest.raises(LayoutError, match="http"):
-        ts.qr_svg(url)
+        qr.qr_svg(url)
 
 
 def test_a_flyer_shows_its_link_and_qr_code_only_when_the_brief_has_a_url() -> None:
