@@ -21,8 +21,11 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e .
 	@touch $@
 
+# open-clip-torch only for CLIP's vocabulary file: --no-deps keeps its torchvision out,
+# which breaks beside the CPU build of torch.
 $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --no-deps "open-clip-torch==3.3.0"
 	@touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

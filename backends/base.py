@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyperlocal.clip_tokens import TokenCounter
 from hyperlocal.formats import Zone
 from hyperlocal.models import (
     BackendIdentity,
@@ -20,6 +21,7 @@ from hyperlocal.models import (
     FlyerCopy,
     GeneratedImage,
     ImagePrompt,
+    PromptSyntax,
     QCReport,
 )
 
@@ -119,6 +121,15 @@ class ImageBackend(Protocol):
 
     def health(self) -> Health:
         """Return whether the backend can work now, and what it offers."""
+        ...
+
+    @property
+    def prompt_syntax(self) -> PromptSyntax:
+        """How the backend takes prompts: encoders, emphasis syntax, long-prompt chunks."""
+        ...
+
+    def token_counters(self) -> list[TokenCounter]:
+        """Return one tokenizer per text encoder: the model's own when it has one loaded."""
         ...
 
     def generate(self, request: ImageRequest) -> GeneratedImage:

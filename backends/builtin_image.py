@@ -27,9 +27,10 @@ from PIL import Image
 
 from backends.base import Health, ImageRequest
 from backends.source_revision import module_revision
+from hyperlocal.clip_tokens import TokenCounter, clip_counter
 from hyperlocal.errors import ConfigurationError
 from hyperlocal.formats import Zone
-from hyperlocal.models import BackendIdentity, GeneratedImage
+from hyperlocal.models import BackendIdentity, GeneratedImage, PromptSyntax
 
 Style = Literal["bokeh", "waves", "geometric"]
 #: The styles the painter knows, in the order the seed picks from.
@@ -89,6 +90,15 @@ class BuiltinPainter:
             ),
             models=["procedural-painter"],
         )
+
+    @property
+    def prompt_syntax(self) -> PromptSyntax:
+        """One plain prompt: the painter reads words of it, with no emphasis or chunks."""
+        return PromptSyntax()
+
+    def token_counters(self) -> list[TokenCounter]:
+        """Count with the real CLIP BPE, so prompts fit the SDXL models that replace it."""
+        return [clip_counter()]
 
     def generate(self, request: ImageRequest) -> GeneratedImage:
         """Return one RGB PNG of exactly the requested size, the same bytes for the same request.

@@ -15,17 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.results import record
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RESULTS = PROJECT_ROOT / "bench" / "RESULTS.md"
 
 
 def _run(env: dict[str, str]) -> tuple[float, float, int]:
@@ -90,27 +89,7 @@ def main() -> None:
     ]
     print("\n".join(lines))
     if args.write:
-        _record("Demo command, cold and cached (`python -m bench.flyer_cache --write`)", lines)
-
-
-def _record(title: str, lines: list[str]) -> None:
-    import prefect
-    import typst
-
-    header = (
-        f"## {title}\n\n{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"prefect {prefect.__version__}, typst {getattr(typst, '__version__', '?')}\n\n"
-    )
-    section = header + "\n".join(lines) + "\n"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    start = text.find(f"## {title}")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("" if end < 0 else text[end + 1 :])
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+        record("Demo command, cold and cached (`python -m bench.flyer_cache --write`)", lines)
 
 
 if __name__ == "__main__":

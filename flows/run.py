@@ -128,7 +128,7 @@ class _Steps:
         self.direct_art = direct_art.with_options(**model)
         self.generate_image = generate_image.with_options(**model)
         self.check_image = check_image.with_options(**model)
-        self.fit_prompt = fit_prompt.with_options(**common)
+        self.fit_prompt = fit_prompt.with_options(**common)  # pure: nothing to retry
         self.render_flyer = render_flyer.with_options(**common)
 
 
@@ -289,7 +289,14 @@ class FlyerRun:
         flyers: list[RenderedFlyer] = []
         for fmt in self.formats:
             fitted = self._step(
-                self.steps.fit_prompt, art, fmt.text_zone, variant=variant, format_name=fmt.name
+                self.steps.fit_prompt,
+                art,
+                fmt.text_zone,
+                settings.image.long_prompts,
+                settings.image.max_chunks,
+                settings,
+                variant=variant,
+                format_name=fmt.name,
             )
             width, height = picture_size(settings, fmt)
             image, attempts, passed = self._picture(

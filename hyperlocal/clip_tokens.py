@@ -1,29 +1,58 @@
-"""Counting CLIP tokens exactly and fitting prompt phrases into CLIP's window.
+"""Counting CLIP tokens exactly, the way the image model's own tokenizer does.
 
 SDXL's text encoders see at most 77 tokens: a start token, 75 of text and an
-end token. Anything past that is cut by diffusers without a word (mid-word).
-Here phrases are counted with the real CLIP BPE (``instant-clip-tokenizer``)
-and the least important ones are dropped whole until the prompt fits.
+end token; diffusers silently cuts the rest (mid-word). Counts here come from
+the real CLIP BPE (``instant-clip-tokenizer``, numpy only) after the same
+normalisation as transformers' ``CLIPTokenizer`` (the tokenizer diffusers
+loads): Unicode NFC, then lowercase character by character. A backend with a
+model loaded can hand its own tokenizers over instead (``EncodeCounter``).
+
+Known differences from OpenAI's original CLIP tokenizer, which also fixes
+mojibake (ftfy) and unescapes HTML entities: transformers does neither, and
+neither do we, because diffusers encodes with transformers.
 """
 
 from __future__ import annotations
 
-import html
-import re
 import threading
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Callable, Sequence
 from functools import cache
+from typing import Protocol, runtime_checkable
 
-from hyperlocal.models import PromptPhrase
-
+#: Tokens CLIP sees per prompt (or per chunk): start + 75 + end.
 CLIP_WINDOW = 77
-#: Roles that lead the prompt: CLIP's first tokens feed SDXL's pooled embedding.
-LEADING_ROLES = ("subject", "style")
-_SPACES = re.compile(r"\s+")
+#: Tokens of text per window, start and end excluded.
+CLIP_TEXT_TOKENS = CLIP_WINDOW - 2
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """Counts the tokens a text takes in one text encoder, start and end included."""
+
+    @property
+    def name(self) -> str:
+        """What counts: e.g. ``clip-bpe`` or ``tokenizer_2 of <model>``."""
+        ...
+
+    def count(self, text: str) -> int:
+        """Return the number of tokens ``text`` takes, start and end tokens included."""
+        ...
+
+
+def normalise(text: str) -> str:
+    """Return ``text`` as transformers' CLIP tokenizer sees it: NFC, lowercase per character.
+
+    Lowercasing one character at a time matches the Rust tokenizers library
+    (Python's ``str.lower`` turns a word-final capital sigma into a final sigma).
+    """
+    return "".join(ch.lower() for ch in unicodedata.normalize("NFC", text))
 
 
 class ClipTokenCounter:
-    """Counts tokens the way CLIP's tokenizer sees a prompt, start and end included."""
+    """The real CLIP BPE from ``instant-clip-tokenizer``: exact ids, no model needed."""
+
+    name = "clip-bpe"
 
     def __init__(self) -> None:
         from instant_clip_tokenizer import Tokenizer
@@ -31,57 +60,35 @@ class ClipTokenCounter:
         self._tokenizer = Tokenizer()
         self._lock = threading.Lock()
 
-    @staticmethod
-    def normalise(text: str) -> str:
-        """Return ``text`` cleaned as CLIP does: HTML unescaped, spaces collapsed, lowercase."""
-        return _SPACES.sub(" ", html.unescape(text)).strip().lower()
+    def encode(self, text: str) -> list[int]:
+        """Return the token ids of ``text`` without the start and end tokens."""
+        with self._lock:
+            return list(self._tokenizer.encode(normalise(text)))
 
     def count(self, text: str) -> int:
-        """Return the number of tokens ``text`` takes, including the start and end tokens."""
+        """Return the number of tokens ``text`` takes, start and end tokens included."""
+        return len(self.encode(text)) + 2
+
+
+class EncodeCounter:
+    """Counts with any tokenizer given as a function that returns ids with start and end.
+
+    For a model's own tokenizer, e.g. ``EncodeCounter("tokenizer_2", lambda t:
+    pipe.tokenizer_2(t, truncation=False)["input_ids"])``.
+    """
+
+    def __init__(self, name: str, encode: Callable[[str], Sequence[int]]) -> None:
+        self.name = name
+        self._encode = encode
+        self._lock = threading.Lock()
+
+    def count(self, text: str) -> int:
+        """Return the number of tokens ``text`` takes, start and end tokens included."""
         with self._lock:
-            return len(self._tokenizer.encode(self.normalise(text))) + 2
+            return len(self._encode(text))
 
 
 @cache
 def clip_counter() -> ClipTokenCounter:
     """Return the process's shared CLIP token counter."""
     return ClipTokenCounter()
-
-
-def join_phrases(phrases: Sequence[PromptPhrase]) -> str:
-    """Return the phrases as one comma-separated prompt."""
-    return ", ".join(p.text for p in phrases)
-
-
-def lead_order(phrases: Sequence[PromptPhrase]) -> list[PromptPhrase]:
-    """Return the phrases with subject and style first, the rest in their given order."""
-    leading = [p for role in LEADING_ROLES for p in phrases if p.role == role]
-    return leading + [p for p in phrases if p.role not in LEADING_ROLES]
-
-
-def fit_phrases(
-    phrases: Sequence[PromptPhrase],
-    limit: int = CLIP_WINDOW,
-    counter: ClipTokenCounter | None = None,
-) -> tuple[list[PromptPhrase], list[PromptPhrase]]:
-    """Return ``(kept, dropped)``: whole phrases dropped, lowest priority first, until it fits.
-
-    Kept phrases stay in their given order. Among equal priorities the later
-    phrase goes first. A single phrase too long on its own is shortened at a
-    word boundary (and reported as dropped in its long form).
-    """
-    counter = counter or clip_counter()
-    kept = list(phrases)
-    dropped: list[PromptPhrase] = []
-    while kept and counter.count(join_phrases(kept)) > limit:
-        if len(kept) == 1:
-            only = kept[0]
-            words = only.text.split()
-            while len(words) > 1 and counter.count(" ".join(words)) > limit:
-                words.pop()
-            dropped.append(only)
-            kept = [only.model_copy(update={"text": " ".join(words)})]
-            break
-        victim = min(reversed(range(len(kept))), key=lambda i: kept[i].priority)
-        dropped.append(kept.pop(victim))
-    return kept, dropped

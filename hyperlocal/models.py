@@ -242,8 +242,46 @@ class ImagePrompt(BaseModel):
         return ", ".join(p.text for p in self.negative)
 
 
+WeightSyntax = Literal["none", "a1111", "compel"]
+ChunkSyntax = Literal["none", "a1111", "compel"]
+LongPrompts = Literal["fit", "chunk"]
+
+
+class PromptSyntax(BaseModel):
+    """How an image backend takes its prompt: encoders, emphasis and long-prompt syntax."""
+
+    model_config = ConfigDict(frozen=True)
+
+    encoders: Literal[1, 2] = Field(
+        default=1, description="2 when the backend takes a second prompt (SDXL prompt_2)."
+    )
+    weights: WeightSyntax = Field(
+        default="none", description="Emphasis syntax: a1111 (text:1.2), compel (text)1.2."
+    )
+    chunks: ChunkSyntax = Field(
+        default="none",
+        description="How prompts over 75 tokens are encoded: a1111 BREAK, compel .and().",
+    )
+
+
+class EncoderFit(BaseModel):
+    """What fitting did for one text encoder (or the negative prompt)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    encoder: str = Field(description="Which prompt: prompt, prompt_2 or negative_prompt.")
+    counter: str = Field(description="The tokenizer that counted.")
+    prompt: str = Field(description="The prompt as the backend receives it.")
+    tokens_before: int = Field(description="Tokens of all phrases as one sequence.")
+    tokens: list[int] = Field(description="Tokens of each chunk sent (one in fit mode).")
+    dropped: list[PromptPhrase] = Field(default_factory=list)
+    shortened: list[PromptPhrase] = Field(
+        default_factory=list, description="Phrases cut at a word boundary (their long form)."
+    )
+
+
 class FittedPrompt(BaseModel):
-    """An image prompt fitted to CLIP's 77-token window, with what fitting dropped."""
+    """An image prompt fitted to CLIP's 77-token window, per encoder, with what was dropped."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -251,14 +289,25 @@ class FittedPrompt(BaseModel):
     negative_prompt: str
     prompt_2: str | None = None
     negative_prompt_2: str | None = None
-    token_count: int
-    negative_token_count: int
-    original_token_count: int
-    original_negative_token_count: int
+    mode: LongPrompts = "fit"
+    syntax: PromptSyntax = Field(default_factory=PromptSyntax)
     limit: int = 77
-    dropped: list[PromptPhrase] = Field(default_factory=list)
-    dropped_negative: list[PromptPhrase] = Field(default_factory=list)
+    encoders: list[EncoderFit]
+    negative: EncoderFit
     zone: str = Field(description="The format's text zone the prompt keeps calm.")
+
+    @property
+    def token_count(self) -> int:
+        """The most tokens any one window of any encoder takes."""
+        return max(max(e.tokens, default=0) for e in [*self.encoders, self.negative])
+
+    @property
+    def dropped(self) -> list[PromptPhrase]:
+        """Every phrase left out or shortened, in any encoder or the negative prompt."""
+        found: list[PromptPhrase] = []
+        for fit in [*self.encoders, self.negative]:
+            found += [p for p in [*fit.dropped, *fit.shortened] if p not in found]
+        return found
 
 
 # Bytes travel as base64 in JSON: Prefect hashes inputs as JSON when it can, and

@@ -65,7 +65,10 @@ class TextSettings(_Section):
     api_key: SecretStr | None = Field(default=None, description="API key, if the server needs one.")
     temperature: float | None = Field(default=None, ge=0, le=2)
     seed: int = Field(default=7, description="Sampling seed, so copy is reproducible.")
-    max_tokens: int = Field(default=800, ge=16, le=32768)
+    max_tokens: int = Field(default=800, ge=16, le=32768, description="Longest answer, in tokens.")
+    context_window: int = Field(
+        default=8192, ge=512, description="The model's context window: prompts are fitted to it."
+    )
     timeout_s: float = Field(default=120, gt=0, description="Seconds to wait for one answer.")
 
     def effective_base_url(self) -> str | None:
@@ -97,6 +100,12 @@ class ImageSettings(_Section):
         ge=-1,
         description="Base seed; unset derives one from the brief (reproducible), -1 draws one.",
     )
+    long_prompts: Literal["fit", "chunk"] = Field(
+        default="fit",
+        description="fit: drop the least important phrases to fit 77 tokens; chunk: send "
+        "75-token chunks to backends that encode them (A1111 BREAK, compel).",
+    )
+    max_chunks: int = Field(default=3, ge=1, le=8, description="Chunks at most in chunk mode.")
 
     @field_validator("size")
     @classmethod

@@ -6,11 +6,11 @@ from prefect import task
 
 from backends import registry
 from backends.base import ArtRequest
-from hyperlocal.clip_tokens import CLIP_WINDOW, clip_counter, fit_phrases, join_phrases, lead_order
 from hyperlocal.formats import Zone
-from hyperlocal.models import FittedPrompt, ImagePrompt, PromptPhrase
+from hyperlocal.models import FittedPrompt, ImagePrompt, LongPrompts, PromptPhrase
+from hyperlocal.prompt_fit import fit_image_prompt
 from hyperlocal.settings import Settings
-from tasks.caching import PURE_STEP_POLICY, backend_step_policy
+from tasks.caching import backend_step_policy
 from tasks.log import step_logger
 
 
@@ -40,35 +40,40 @@ def composition_phrase(zone: Zone) -> PromptPhrase:
     )
 
 
-@task(name="fit_prompt", cache_policy=PURE_STEP_POLICY, persist_result=True)
-def fit_prompt(prompt: ImagePrompt, zone: Zone, limit: int = CLIP_WINDOW) -> FittedPrompt:
-    """Return the prompt for one format, fitted to CLIP's window, with what was dropped.
+@task(name="fit_prompt", cache_policy=backend_step_policy("image"), persist_result=True)
+def fit_prompt(
+    prompt: ImagePrompt,
+    zone: Zone,
+    mode: LongPrompts,
+    max_chunks: int,
+    settings: Settings,
+) -> FittedPrompt:
+    """Return the prompt for one format, fitted to the image backend's CLIP windows.
 
-    Subject and style lead (the first chunk feeds SDXL's pooled embedding); the
-    composition phrase for the format's text zone is added; the lowest-priority
-    phrases are dropped whole until the prompt and the negative prompt fit.
+    Adds the composition phrase that keeps the format's text zone calm, then
+    fits for the backend's encoders and syntax (``hyperlocal.prompt_fit``),
+    counting with the backend's own tokenizers. Logs one warning line when a
+    phrase was dropped or shortened.
     """
-    counter = clip_counter()
-    phrases = lead_order([*prompt.phrases, composition_phrase(zone)])
-    kept, dropped = fit_phrases(phrases, limit, counter)
-    kept_negative, dropped_negative = fit_phrases(prompt.negative, limit, counter)
-    fitted = FittedPrompt(
-        prompt=join_phrases(kept),
-        negative_prompt=join_phrases(kept_negative),
-        token_count=counter.count(join_phrases(kept)),
-        negative_token_count=counter.count(join_phrases(kept_negative)),
-        original_token_count=counter.count(join_phrases(phrases)),
-        original_negative_token_count=counter.count(join_phrases(prompt.negative)),
-        limit=limit,
-        dropped=dropped,
-        dropped_negative=dropped_negative,
+    backend = registry.image_backend(settings)
+    composed = prompt.model_copy(update={"phrases": [*prompt.phrases, composition_phrase(zone)]})
+    fitted = fit_image_prompt(
+        composed,
+        syntax=backend.prompt_syntax,
+        counters=backend.token_counters(),
         zone=zone.describe(),
+        mode=mode,
+        max_chunks=max_chunks,
     )
-    if dropped or dropped_negative:
+    if fitted.dropped:
+        sizes = ", ".join(
+            f"{fit.encoder} {fit.tokens_before}->{'+'.join(map(str, fit.tokens))}"
+            for fit in [*fitted.encoders, fitted.negative]
+        )
         step_logger().warning(
-            "prompt over %d CLIP tokens (%d): dropped %s",
-            limit,
-            fitted.original_token_count,
-            "; ".join(repr(p.text) for p in [*dropped, *dropped_negative]),
+            "prompt over CLIP's %d tokens (%s): dropped %s",
+            fitted.limit,
+            sizes,
+            "; ".join(repr(p.text) for p in fitted.dropped),
         )
     return fitted

@@ -32,15 +32,17 @@ def make_request(
     zone: Zone = LETTER_ZONE,
     prompt: str = "abstract poster background",
 ) -> ImageRequest:
-    from hyperlocal.models import FittedPrompt
+    from hyperlocal.clip_tokens import clip_counter
+    from hyperlocal.models import ImagePrompt, PromptPhrase, PromptSyntax
+    from hyperlocal.prompt_fit import fit_image_prompt
 
-    fitted = FittedPrompt(
-        prompt=prompt,
-        negative_prompt="text, letters, watermark",
-        token_count=4,
-        negative_token_count=4,
-        original_token_count=4,
-        original_negative_token_count=4,
+    fitted = fit_image_prompt(
+        ImagePrompt(
+            phrases=[PromptPhrase(text=prompt, role="subject", priority=100)],
+            negative=[PromptPhrase(text="text, letters, watermark", role="quality", priority=90)],
+        ),
+        syntax=PromptSyntax(),
+        counters=[clip_counter()],
         zone=zone.describe(),
     )
     return ImageRequest(

@@ -1,0 +1,144 @@
+"""The chat prompts language-model text backends send, kept within the context window.
+
+Both prompts carry the brief as JSON data (never spliced into the
+instructions) and ask for one JSON object that the caller validates with
+pydantic. ``fit_to_context`` counts a prompt exactly (``hyperlocal.llm_tokens``)
+and, when prompt plus answer would not fit the model's context window, trims
+the least important brief fields, longest first, never a fact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from pydantic import BaseModel
+
+from hyperlocal.errors import ConfigurationError
+from hyperlocal.llm_tokens import ChatMessage, TextTokenCounter, count_messages
+from hyperlocal.models import Brief, FlyerCopy, ImagePrompt
+from hyperlocal.text import clip_words
+
+logger = logging.getLogger("hyperlocal.text")
+
+#: Brief fields that may be shortened to fit, least important first. Facts (date,
+#: time, place, price), the business and the event are never touched.
+TRIMMABLE: tuple[str, ...] = ("details", "audience")
+#: Each trim keeps this share of the field, cut at a word boundary.
+TRIM_SHARE = 0.6
+
+COPY_SYSTEM = """You write the words of flyers for local businesses and events.
+Answer with one JSON object and nothing else, matching this JSON schema:
+{schema}
+Rules:
+- Copy the date, time, place and price into "when", "where" and "price" exactly as
+  the brief gives them, character for character.
+- Write in the brief's tone for its audience; no emoji; no hashtags.
+- Respect every maxLength. At most 4 body points, each a short phrase.
+- This is variant {variant} of {variants}: lead with the "{angle}" angle so the
+  variants differ."""
+
+ART_SYSTEM = """You art-direct the background photograph of a flyer.
+Answer with one JSON object and nothing else, matching this JSON schema:
+{schema}
+Rules:
+- Describe a picture with NO text, letters, signs, logos or watermarks in it.
+- One "subject" phrase (priority 100) says what the picture shows; add "style",
+  "setting", "lighting" and "quality" phrases, most important first, each a short
+  comma-free phrase, with priorities from 100 (keep) to 0 (drop first).
+- Put what must never appear in "negative" (always text, letters and watermarks)."""
+
+ANGLES = ("announcement", "invitation", "urgency", "community", "benefit", "story")
+
+
+def angle_for(variant: int) -> str:
+    """Return the creative angle asked of a variant (so variants differ)."""
+    return ANGLES[(variant - 1) % len(ANGLES)]
+
+
+def _brief_json(brief: Brief) -> str:
+    data = brief.model_dump(mode="json", exclude={"brand": {"logo", "heading_font", "body_font"}})
+    return json.dumps(data, ensure_ascii=False, indent=1)
+
+
+def copy_messages(brief: Brief, variant: int, variants: int) -> list[ChatMessage]:
+    """Return the chat prompt that asks for the copy of one variant."""
+    schema = json.dumps(FlyerCopy.model_json_schema(), separators=(",", ":"))
+    system = COPY_SYSTEM.format(
+        schema=schema, variant=variant, variants=variants, angle=angle_for(variant)
+    )
+    return [
+        ChatMessage(role="system", content=system),
+        ChatMessage(role="user", content="The brief, as JSON data:\n" + _brief_json(brief)),
+    ]
+
+
+def art_messages(brief: Brief, copy: FlyerCopy) -> list[ChatMessage]:
+    """Return the chat prompt that asks for the art direction of one variant."""
+    schema = json.dumps(ImagePrompt.model_json_schema(), separators=(",", ":"))
+    words = copy.model_dump_json(include={"headline", "subhead", "body_points"})
+    return [
+        ChatMessage(role="system", content=ART_SYSTEM.format(schema=schema)),
+        ChatMessage(
+            role="user",
+            content="The brief, as JSON data:\n"
+            + _brief_json(brief)
+            + "\nThe flyer's words, as JSON data:\n"
+            + words,
+        ),
+    ]
+
+
+class FittedChat(BaseModel):
+    """A chat prompt that fits the context window, and what was trimmed to make it fit."""
+
+    messages: list[ChatMessage]
+    prompt_tokens: int
+    trimmed: list[str]
+
+
+def fit_to_context(
+    build: Callable[[Brief], list[ChatMessage]],
+    brief: Brief,
+    *,
+    context_window: int,
+    max_output: int,
+    counter: TextTokenCounter,
+) -> FittedChat:
+    """Return ``build(brief)`` with brief fields trimmed until prompt and answer fit.
+
+    Trims the longest of the least important fields (``TRIMMABLE``) to 60 % at
+    a word boundary, again and again, logging one warning per field trimmed.
+    Raises ``ConfigurationError`` when even the untrimmable rest does not fit.
+    """
+    budget = context_window - max_output
+    trimmed: dict[str, int] = {}
+    current = brief
+    messages = build(current)
+    tokens = count_messages(messages, counter)
+    while tokens > budget:
+        candidates = [name for name in TRIMMABLE if getattr(current, name)]
+        if not candidates:
+            raise ConfigurationError(
+                f"the prompt needs {tokens} tokens plus {max_output} for the answer, more than "
+                f"the context window of {context_window}: raise HYPERLOCAL_TEXT__CONTEXT_WINDOW "
+                "or lower HYPERLOCAL_TEXT__MAX_TOKENS"
+            )
+        # Longest first, the less important field winning a tie (earlier in TRIMMABLE).
+        name = max(candidates, key=lambda n: (len(getattr(current, n)), -TRIMMABLE.index(n)))
+        value: str = getattr(current, name)
+        shorter = clip_words(value, int(len(value) * TRIM_SHARE)) if len(value) > 8 else ""
+        trimmed.setdefault(name, len(value))
+        current = current.model_copy(update={name: shorter})
+        messages = build(current)
+        tokens = count_messages(messages, counter)
+    for name, before in trimmed.items():
+        logger.warning(
+            "brief field %r trimmed from %d to %d characters to fit the %d-token context window",
+            name,
+            before,
+            len(getattr(current, name)),
+            context_window,
+        )
+    return FittedChat(messages=messages, prompt_tokens=tokens, trimmed=sorted(trimmed))
