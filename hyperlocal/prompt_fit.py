@@ -155,7 +155,7 @@ def fit_phrases(
             high = middle
         else:
             low = middle + 1
-    drops = max(low, 1)
+    drops = min(low, len(phrases) - 1)  # a lone phrase is never dropped, only shortened
     kept = kept_after(drops)
     dropped = [phrases[i] for i in order[:drops]]
     shortened: list[PromptPhrase] = []
