@@ -196,6 +196,13 @@ def report(console: Console, outcome: RunOutcome, seconds: float) -> None:
         console.print(f"[yellow]warning[/]: {name}: every picture failed QC; the best one is used")
     for name in dropped:
         console.print(f"[yellow]note[/]: {name}: image prompt shortened to fit CLIP (see manifest)")
+    for variant in manifest.variants:
+        for fmt in variant.formats:
+            if fmt.cut:
+                console.print(
+                    f"[yellow]note[/]: variant {variant.variant} {fmt.format}: left out to fit "
+                    f"the panel: {escape('; '.join(fmt.cut))}"
+                )
     console.print(f"Flyers in [bold]{escape(str(outcome.folder.resolve()))}[/]:")
     for path in outcome.files:
         console.print(f"  {escape(str(path.resolve()))}")

@@ -343,6 +343,7 @@ class FlyerRun:
                     files=files,
                     style=flyer.style,
                     font_sizes=flyer.font_sizes,
+                    cut=flyer.cut,
                 )
             )
         return VariantRecord(variant=variant, copy=copy, art_direction=art, formats=records), flyers

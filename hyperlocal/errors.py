@@ -17,7 +17,8 @@ branch alone (DESIGN.md, "Faults")::
           ├── BriefError           a brief that does not validate or cannot be read
           ├── AssetError           a logo, font or file outside the allowed folders or missing
           ├── BackendNotAvailable  a backend kind this installation cannot build
-          └── LayoutError          text that cannot fit its box, a template that fails
+          └── LayoutError          a template that fails, a font that cannot draw the text
+               └── TextOverflow      text that does not fit its box at the smallest size
 
 Each error's ``str()`` is the one line a user sees: what went wrong and how to
 fix it. Messages never carry secrets.
@@ -97,6 +98,15 @@ class LayoutError(ConfigurationError):
     """A flyer that cannot be typeset as asked (text that cannot fit, template failure)."""
 
     label = "layout error"
+
+
+class TextOverflow(LayoutError):
+    """Text that does not fit its box even at the smallest allowed size."""
+
+    def __init__(self, message: str, block: str) -> None:
+        super().__init__(message)
+        #: Which block overflowed: headline, body or business.
+        self.block = block
 
 
 def is_passing(exc: BaseException | None) -> bool:

@@ -378,6 +378,7 @@ class RenderedFlyer(BaseModel):
     png_height: int
     style: TextStyle
     font_sizes: dict[str, float] = Field(default_factory=dict)
+    cut: list[str] = Field(default_factory=list, description="Copy left out to fit the panel.")
 
 
 class StepRecord(BaseModel):
@@ -412,6 +413,7 @@ class FormatRecord(BaseModel):
     files: list[str]
     style: TextStyle
     font_sizes: dict[str, float] = Field(default_factory=dict)
+    cut: list[str] = Field(default_factory=list, description="Copy left out to fit the panel.")
 
 
 class VariantRecord(BaseModel):

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from hyperlocal import contrast, fonts, qr
 from hyperlocal.contrast import load_picture, needed_opacity, visible_box, zone_pixels
-from hyperlocal.errors import AssetError, LayoutError
+from hyperlocal.errors import AssetError, LayoutError, TextOverflow
 from hyperlocal.fonts import installed_fonts, missing_glyphs, resolve_font
 from hyperlocal.formats import FlyerFormat, Zone
 from hyperlocal.models import Brief, FlyerCopy, TextStyle
@@ -166,7 +166,7 @@ def _layout_error(exc: RuntimeError, fmt: FlyerFormat, scale: dict[str, float]) 
     marker = "overflow: "
     if marker in message:
         block = message.split(marker, 1)[1].split()[0].strip("\"'.,")
-        return LayoutError(_overflow_message(block, fmt, scale))
+        return TextOverflow(_overflow_message(block, fmt, scale), block)
     hints = getattr(exc, "hints", None) or []
     hint = f" (hint: {hints[0]})" if hints else ""
     first_line = message.strip().splitlines()[0] if message.strip() else type(exc).__name__

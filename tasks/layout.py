@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
 from hyperlocal.contrast import measure_text_style
-from hyperlocal.formats import get_format
-from hyperlocal.models import Brief, FlyerCopy, GeneratedImage, RenderedFlyer
-from hyperlocal.typesetting import DEFAULT_TEMPLATE, typeset_flyer
+from hyperlocal.errors import TextOverflow
+from hyperlocal.formats import FlyerFormat, get_format
+from hyperlocal.models import Brief, FlyerCopy, GeneratedImage, RenderedFlyer, TextStyle
+from hyperlocal.typesetting import DEFAULT_TEMPLATE, TypesetFlyer, typeset_flyer
 from tasks.caching import PURE_STEP_POLICY
 from tasks.log import step_logger
 
@@ -41,6 +43,58 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def shorter_copies(copy: FlyerCopy) -> Iterator[tuple[FlyerCopy, list[str]]]:
+    """Yield the copy, then shorter cuts of it: body points from the last, then fine print.
+
+    Facts, headline, subhead and call to action are never cut: a designer trims
+    the supporting lines first when a panel is full.
+    """
+    yield copy, []
+    points = list(copy.body_points)
+    cut: list[str] = []
+    while points:
+        cut.append(f"body point {len(points)!s}: {points.pop()}")
+        yield copy.model_copy(update={"body_points": list(points)}), list(cut)
+    if copy.fine_print:
+        cut.append(f"fine print: {copy.fine_print}")
+        yield copy.model_copy(update={"body_points": [], "fine_print": ""}), list(cut)
+
+
+def _typeset_to_fit(
+    request: RenderRequest, fmt: FlyerFormat, style: TextStyle
+) -> tuple[TypesetFlyer, list[str]]:
+    overflow: TextOverflow | None = None
+    for copy, cut in shorter_copies(request.copy_):
+        try:
+            typeset = typeset_flyer(
+                fmt=fmt,
+                copy=copy,
+                brief=request.brief,
+                background_png=request.background.png,
+                style=style,
+                heading_font=request.heading_font,
+                body_font=request.body_font,
+                logo_path=request.brief.brand.logo,
+                print_ppi=request.print_ppi,
+                template=request.template,
+            )
+        except TextOverflow as exc:
+            if exc.block != "body":
+                raise  # a headline or business name that cannot fit is not cut
+            overflow = exc
+            continue
+        if cut:
+            step_logger().warning(
+                "variant %d %s: cut to fit the panel: %s",
+                request.variant,
+                fmt.name,
+                "; ".join(cut),
+            )
+        return typeset, cut
+    assert overflow is not None
+    raise overflow
+
+
 @task(name="render_flyer", cache_policy=PURE_STEP_POLICY, persist_result=True)
 def render_flyer(request: RenderRequest) -> RenderedFlyer:
     """Return the flyer as PDF (print formats) and PNG bytes.
@@ -55,18 +109,7 @@ def render_flyer(request: RenderRequest) -> RenderedFlyer:
         list(request.brief.brand.colors),
         page_aspect=fmt.aspect,
     )
-    typeset = typeset_flyer(
-        fmt=fmt,
-        copy=request.copy_,
-        brief=request.brief,
-        background_png=request.background.png,
-        style=style,
-        heading_font=request.heading_font,
-        body_font=request.body_font,
-        logo_path=request.brief.brand.logo,
-        print_ppi=request.print_ppi,
-        template=request.template,
-    )
+    typeset, cut = _typeset_to_fit(request, fmt, style)
     step_logger().info(
         "variant %d %s typeset: %dx%d px, contrast %.1f:1",
         request.variant,
@@ -84,4 +127,5 @@ def render_flyer(request: RenderRequest) -> RenderedFlyer:
         png_height=typeset.png_height,
         style=style,
         font_sizes=typeset.font_sizes,
+        cut=cut,
     )
