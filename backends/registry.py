@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -36,6 +37,18 @@ def _builtin_text(settings: Settings) -> TextBackend:
     return BuiltinCopywriter()
 
 
+def _openai_text(settings: Settings) -> TextBackend:
+    from backends.openai_text import OpenAITextBackend
+
+    return OpenAITextBackend.from_settings(settings.text)
+
+
+def _mlx_text(settings: Settings) -> TextBackend:
+    from backends.mlx_text import MlxTextBackend
+
+    return MlxTextBackend.from_settings(settings.text, settings.models_memory_gb)
+
+
 def _builtin_image(settings: Settings) -> ImageBackend:
     from backends.builtin_image import BuiltinPainter
 
@@ -50,6 +63,8 @@ def _heuristic_vision(settings: Settings) -> VisionBackend:
 
 _BUILDERS: dict[tuple[str, str], Builder] = {
     ("text", "builtin"): _builtin_text,
+    ("text", "openai"): _openai_text,
+    ("text", "mlx"): _mlx_text,
     ("image", "builtin"): _builtin_image,
     ("vision", "heuristic"): _heuristic_vision,
 }
@@ -58,8 +73,6 @@ _OFFLINE_KIND: dict[str, str] = {"text": "builtin", "image": "builtin", "vision"
 # Kinds named in settings whose integration lands in a later version; until then
 # ``auto`` skips them and an explicit choice fails with this hint.
 _LATER: dict[tuple[str, str], str] = {
-    ("text", "openai"): "OpenAI-compatible text servers",
-    ("text", "mlx"): "mlx-lm in process",
     ("image", "diffusers"): "diffusers SDXL in process",
     ("image", "a1111"): "the AUTOMATIC1111 API",
     ("vision", "openai"): "OpenAI-compatible vision servers",
@@ -87,10 +100,11 @@ def _hint_auto_skipped(role: Role, settings: Settings) -> str:
     configured = [name for name in ("base_url", "model", "api_url") if getattr(section, name, None)]
     if not configured:
         return "nothing else is configured"
-    return (
-        f"{', '.join(configured)} is set, but this version cannot use it yet; "
-        f"the {_OFFLINE_KIND[role]} kind needs no model"
-    )
+    if role == "text":
+        why = "names no server and no local mlx model folder"
+    else:
+        why = "but this version cannot use it yet"
+    return f"{', '.join(configured)} is set, {why}; the {_OFFLINE_KIND[role]} kind needs no model"
 
 
 def resolve(role: Role, settings: Settings) -> Resolved:
@@ -122,6 +136,11 @@ def resolve(role: Role, settings: Settings) -> Resolved:
 
 
 def _is_configured(role: str, kind: str, settings: Settings) -> bool:
+    if (role, kind) == ("text", "openai"):
+        return settings.text.effective_base_url() is not None
+    if (role, kind) == ("text", "mlx"):
+        model = settings.text.model
+        return bool(model) and (Path(model).expanduser() / "config.json").is_file()
     section = getattr(settings, role)
     return bool(getattr(section, "base_url", None) or getattr(section, "model", None))
 

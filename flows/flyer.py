@@ -197,6 +197,11 @@ def report(console: Console, outcome: RunOutcome, seconds: float) -> None:
     for name in dropped:
         console.print(f"[yellow]note[/]: {name}: image prompt shortened to fit CLIP (see manifest)")
     for variant in manifest.variants:
+        for reason in variant.text_fallbacks:
+            console.print(
+                f"[yellow]warning[/]: variant {variant.variant}: the builtin copywriter took "
+                f"over after {escape(reason)}"
+            )
         for fmt in variant.formats:
             if fmt.cut:
                 console.print(

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from backends import registry
 from backends.base import ArtRequest, CheckRequest, CopyRequest, ImageRequest
 from hyperlocal import __version__
-from hyperlocal.errors import LayoutError, PictureRejected
+from hyperlocal.errors import InvalidModelOutput, LayoutError, PictureRejected
 from hyperlocal.fonts import resolve_font
 from hyperlocal.formats import FlyerFormat, get_format, sdxl_size_for
 from hyperlocal.models import (
@@ -154,6 +154,7 @@ class FlyerRun:
             body_font or brief.brand.body_font or settings.layout.body_font
         )
         # Build every backend now: a configuration error stops the run before any work.
+        # (Models load lazily, on first use.)
         self.backends: dict[str, BackendIdentity] = {
             role: registry.backend_for(role, settings).identity  # type: ignore[arg-type]
             for role in ("text", "image", "vision")
@@ -211,6 +212,19 @@ class FlyerRun:
             )
         )
         return value
+
+    def _text_step(
+        self, task: Task[..., Any], request: BaseModel, variant: int, fallbacks: list[str]
+    ) -> Any:
+        """Run a text step; with ``on_invalid_output = "builtin"``, fall back on bad output."""
+        try:
+            return self._step(task, request, self.settings, variant=variant)
+        except InvalidModelOutput as exc:
+            if self.settings.text.on_invalid_output != "builtin":
+                raise
+            fallbacks.append(f"{task.name}: {exc}")
+            builtin = self.settings.with_overrides(text__kind="builtin")
+            return self._step(task, request, builtin, variant=variant)
 
     def _picture(
         self, variant: int, fmt: FlyerFormat, request_base: dict[str, Any], subject: str
@@ -272,17 +286,18 @@ class FlyerRun:
 
     def _variant(self, variant: int, total: int) -> tuple[VariantRecord, list[RenderedFlyer]]:
         settings = self.settings
-        copy = self._step(
+        fallbacks: list[str] = []
+        copy = self._text_step(
             self.steps.write_copy,
             CopyRequest(brief=self.brief, variant=variant, variants=total),
-            settings,
-            variant=variant,
+            variant,
+            fallbacks,
         )
-        art = self._step(
+        art = self._text_step(
             self.steps.direct_art,
             ArtRequest(brief=self.brief, copy=copy, variant=variant),
-            settings,
-            variant=variant,
+            variant,
+            fallbacks,
         )
         subject = next((p.text for p in art.phrases if p.role == "subject"), art.phrases[0].text)
         records: list[FormatRecord] = []
@@ -346,7 +361,14 @@ class FlyerRun:
                     cut=flyer.cut,
                 )
             )
-        return VariantRecord(variant=variant, copy=copy, art_direction=art, formats=records), flyers
+        record = VariantRecord(
+            variant=variant,
+            copy=copy,
+            art_direction=art,
+            formats=records,
+            text_fallbacks=fallbacks,
+        )
+        return record, flyers
 
     def execute(self) -> RunOutcome:
         """Run every variant, publish the run folder and return where it is.

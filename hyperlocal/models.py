@@ -423,6 +423,10 @@ class VariantRecord(BaseModel):
     copy_: FlyerCopy = Field(alias="copy", serialization_alias="copy")
     art_direction: ImagePrompt
     formats: list[FormatRecord]
+    text_fallbacks: list[str] = Field(
+        default_factory=list,
+        description="Text steps the builtin copywriter took over after bad model output.",
+    )
 
     model_config = ConfigDict(populate_by_name=True)
 

@@ -63,13 +63,19 @@ class TextSettings(_Section):
     base_url: str | None = Field(default=None, description="OpenAI-compatible server URL.")
     model: str | None = Field(default=None, description="Model name or local path.")
     api_key: SecretStr | None = Field(default=None, description="API key, if the server needs one.")
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling share.")
     seed: int = Field(default=7, description="Sampling seed, so copy is reproducible.")
     max_tokens: int = Field(default=800, ge=16, le=32768, description="Longest answer, in tokens.")
     context_window: int = Field(
         default=8192, ge=512, description="The model's context window: prompts are fitted to it."
     )
     timeout_s: float = Field(default=120, gt=0, description="Seconds to wait for one answer.")
+    on_invalid_output: Literal["fail", "builtin"] = Field(
+        default="fail",
+        description="When the model gives no valid copy after its re-asks: fail the run, or "
+        "use the builtin copywriter for that variant (recorded in the manifest).",
+    )
 
     def effective_base_url(self) -> str | None:
         """Return the base URL: the explicit one, else the provider preset's, else None."""
@@ -290,6 +296,9 @@ class Settings(BaseSettings):
         description="Folders that logos and other assets may come from (besides the brief's).",
     )
     max_parallel: int = Field(default=4, ge=1, le=64, description="Variants worked on at once.")
+    models_memory_gb: float = Field(
+        default=16.0, gt=0, description="Memory for models loaded in process (least used go)."
+    )
     text: TextSettings = Field(default_factory=TextSettings)
     image: ImageSettings = Field(default_factory=ImageSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)

@@ -1,0 +1,203 @@
+"""mlx-lm in process: copy and art direction from a local MLX language model.
+
+Runs on Apple Silicon (Metal) and on Linux with ``mlx[cpu]``. The model is
+loaded once per process through ``backends.loaded_models`` and shared by every
+task; generation is serialized per model. Prompts are counted with the model's
+own tokenizer, and answers go through the same extraction, validation and
+re-asking as the server backends (``backends.structured_output``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from backends.base import ArtRequest, CopyRequest, Health
+from backends.chat_prompts import art_messages, copy_messages, fit_to_context
+from backends.loaded_models import LoadedModel, folder_size, shared_models
+from backends.structured_output import ask_structured
+from hyperlocal.errors import BackendNotAvailable, ConfigurationError, InvalidModelOutput
+from hyperlocal.llm_tokens import ChatMessage, FunctionCounter
+from hyperlocal.models import BackendIdentity, FlyerCopy, ImagePrompt, fact_problems
+from hyperlocal.settings import TextSettings
+
+ATTEMPTS = 3
+DEFAULT_TEMPERATURE = 0.7
+
+
+def _mlx_lm() -> Any:
+    try:
+        import mlx_lm
+    except ImportError as exc:
+        raise BackendNotAvailable(
+            f"the mlx text backend needs mlx-lm ({exc.name} is missing): "
+            "pip install 'hyperlocal[mlx]'"
+        ) from None
+    return mlx_lm
+
+
+def model_revision(folder: Path) -> str:
+    """Return a short hash of a model folder's config and weight file names and sizes."""
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    for weights in sorted(folder.glob("*.safetensors")):
+        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    return digest.hexdigest()[:12]
+
+
+class MlxTextBackend:
+    """Writes copy and art direction with an mlx-lm model loaded in this process."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        temperature: float,
+        top_p: float,
+        seed: int,
+        max_tokens: int,
+        context_window: int,
+        memory_budget_gb: float,
+    ) -> None:
+        self.folder = folder
+        self.temperature = temperature
+        self.top_p = top_p
+        self.seed = seed
+        self.max_tokens = max_tokens
+        self.context_window = context_window
+        self.memory_budget_gb = memory_budget_gb
+        self._identity = BackendIdentity(
+            role="text",
+            kind="mlx",
+            model=folder.name,
+            revision=model_revision(folder),
+            params={
+                "temperature": temperature,
+                "top_p": top_p,
+                "seed": seed,
+                "max_tokens": max_tokens,
+            },
+        )
+
+    @classmethod
+    def from_settings(cls, text: TextSettings, memory_budget_gb: float = 16.0) -> MlxTextBackend:
+        """Build the backend from settings; raises ``ConfigurationError`` before any loading.
+
+        ``text.model`` must be a local mlx model folder (with ``config.json``);
+        models are never fetched from a hub during a run.
+        """
+        _mlx_lm()
+        if not text.model:
+            raise ConfigurationError(
+                "the mlx text backend needs a model folder: set HYPERLOCAL_TEXT__MODEL"
+            )
+        folder = Path(text.model).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ConfigurationError(
+                f"{folder} is not an mlx model folder (no config.json); "
+                "set HYPERLOCAL_TEXT__MODEL to a downloaded model folder"
+            )
+        return cls(
+            folder.resolve(),
+            temperature=DEFAULT_TEMPERATURE if text.temperature is None else text.temperature,
+            top_p=text.top_p,
+            seed=text.seed,
+            max_tokens=text.max_tokens,
+            context_window=text.context_window,
+            memory_budget_gb=memory_budget_gb,
+        )
+
+    @property
+    def identity(self) -> BackendIdentity:
+        """The model folder's name and revision, and the sampling settings."""
+        return self._identity
+
+    def _loaded(self) -> LoadedModel:
+        mlx_lm = _mlx_lm()
+
+        def load() -> Any:
+            try:
+                return mlx_lm.load(str(self.folder))
+            except Exception as exc:  # mlx-lm raises many kinds for a broken folder
+                raise ConfigurationError(
+                    f"cannot load the mlx model in {self.folder}: {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}"
+                ) from None
+
+        models = shared_models(self.memory_budget_gb)
+        return models.get(f"mlx-lm:{self.folder}", load, folder_size(self.folder))
+
+    def counter(self) -> FunctionCounter:
+        """Return a token counter that uses this model's own tokenizer."""
+        _model, tokenizer = self._loaded().value
+        return FunctionCounter(f"tokenizer of {self.folder.name}", tokenizer.encode)
+
+    def _generate(self, messages: list[ChatMessage], max_tokens: int) -> str:
+        import mlx.core as mx
+        from mlx_lm.sample_utils import make_sampler
+
+        loaded = self._loaded()
+        model, tokenizer = loaded.value
+        chat = [m.model_dump() for m in messages]
+        prompt = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        sampler = make_sampler(temp=self.temperature, top_p=self.top_p)
+        with loaded.lock:
+            # The seed is set under the lock so each answer depends only on its prompt.
+            mx.random.seed(self.seed)
+            return str(
+                _mlx_lm().generate(
+                    model, tokenizer, prompt=prompt, max_tokens=max_tokens, sampler=sampler
+                )
+            )
+
+    def _ask(self, messages: list[ChatMessage]) -> str:
+        answer = self._generate(messages, self.max_tokens)
+        if not answer.strip():
+            raise InvalidModelOutput("the model returned an empty answer")
+        return answer
+
+    def write_copy(self, request: CopyRequest) -> FlyerCopy:
+        """Return the copy of one variant; raises ``InvalidModelOutput`` after 3 tries."""
+        fitted = fit_to_context(
+            lambda brief: copy_messages(brief, request.variant, request.variants),
+            request.brief,
+            context_window=self.context_window,
+            max_output=self.max_tokens,
+            counter=self.counter(),
+        )
+        return ask_structured(
+            self._ask,
+            fitted.messages,
+            FlyerCopy,
+            lambda copy: fact_problems(copy, request.brief),
+            attempts=ATTEMPTS,
+        )
+
+    def direct_art(self, request: ArtRequest) -> ImagePrompt:
+        """Return the art direction of one variant; raises ``InvalidModelOutput`` after 3 tries."""
+        fitted = fit_to_context(
+            lambda brief: art_messages(brief, request.copy_),
+            request.brief,
+            context_window=self.context_window,
+            max_output=self.max_tokens,
+            counter=self.counter(),
+        )
+        return ask_structured(self._ask, fitted.messages, ImagePrompt, attempts=ATTEMPTS)
+
+    def health(self) -> Health:
+        """Load the model if needed and time a one-token answer; never raises."""
+        started = time.perf_counter()
+        try:
+            self._generate([ChatMessage(role="user", content="Hi")], max_tokens=1)
+        except ConfigurationError as exc:
+            return Health(role="text", kind="mlx", ok=False, detail=str(exc))
+        latency = time.perf_counter() - started
+        return Health(
+            role="text",
+            kind="mlx",
+            ok=True,
+            detail=f"{self.folder.name} loaded in process; structured output by prompting",
+            models=[str(self.folder)],
+            latency_s=latency,
+        )
