@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 # open-clip-torch only for CLIP's vocabulary file: --no-deps keeps its torchvision out,
 # which breaks beside the CPU build of torch.
 $(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,mlx]"
 	$(PY) -m pip install --quiet --no-deps "open-clip-torch==3.3.0"
 	@touch $@ $(VENV)/.installed
 
