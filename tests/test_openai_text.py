@@ -1,0 +1,465 @@
+"""The OpenAI-compatible text backend against a scripted server of our own (offline, fast)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import flow
+from pydantic import SecretStr
+from pypdf import PdfReader
+
+from backends import registry
+from backends.base import ArtRequest, CopyRequest
+from backends.openai_text import OpenAITextBackend
+from backends.structured_output import ask_structured, extract_json
+from hyperlocal.briefs import load_brief
+from hyperlocal.errors import (
+    BackendBusy,
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidModelOutput,
+)
+from hyperlocal.llm_tokens import ChatMessage
+from hyperlocal.models import Brief, FlyerCopy, ImagePrompt, RunManifest
+from hyperlocal.settings import Settings, TextSettings
+from tests.scripted_openai import (
+    Recorded,
+    Reply,
+    ScriptedOpenAI,
+    closed_port_url,
+    completion,
+    error_reply,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BRIEF_FILE = PROJECT_ROOT / "examples" / "briefs" / "bakery.toml"
+KEY = "sk-test-very-secret-0123456789"
+
+BRIEF = Brief(
+    business="Rosie's Bakery",
+    event="Sourdough for Beginners",
+    details="Learn to mix, shape and bake your own loaf from scratch.",
+    date="Saturday 14 March",
+    time="10am – 1pm",
+    place="12 Market Street, Hebden Bridge",
+    price="£35 per person",
+    audience="curious home bakers",
+    call_to_action="Book your place",
+)
+REQUEST = CopyRequest(brief=BRIEF, variant=1, variants=2)
+
+COPY: dict[str, Any] = {
+    "angle": "invitation",
+    "headline": "Bake your first sourdough loaf",
+    "subhead": "A hands-on morning at Rosie's Bakery",
+    "body_points": ["Mix, shape and bake from scratch", "Take home a jar of starter"],
+    "when": "Saturday 14 March · 10am – 1pm",
+    "where": "12 Market Street, Hebden Bridge",
+    "price": "£35 per person",
+    "call_to_action": "Book your place",
+    "fine_print": "Presented by Rosie's Bakery.",
+}
+ART: dict[str, Any] = {
+    "phrases": [
+        {"text": "sourdough loaves on a rustic wooden table", "role": "subject", "priority": 100},
+        {"text": "warm editorial photograph", "role": "style", "priority": 80},
+        {"text": "soft window light", "role": "lighting", "priority": 40},
+    ],
+    "negative": [{"text": "text, letters, watermark", "role": "quality", "priority": 100}],
+}
+COPY_JSON = json.dumps(COPY, ensure_ascii=False)
+
+
+@pytest.fixture(autouse=True)
+def forget_probes() -> Iterator[None]:
+    """Every test starts with no remembered response_format support (ports get reused)."""
+    OpenAITextBackend._format_support.clear()
+    yield
+    OpenAITextBackend._format_support.clear()
+
+
+@pytest.fixture
+def restore_builders() -> Iterator[None]:
+    saved = dict(registry._BUILDERS)
+    yield
+    registry._BUILDERS.clear()
+    registry._BUILDERS.update(saved)
+    registry.clear()
+
+
+def backend(url: str, **options: Any) -> OpenAITextBackend:
+    options.setdefault("model", "test-model")
+    options.setdefault("timeout_s", 5)
+    return OpenAITextBackend(url, **options)
+
+
+# -- extracting and re-asking ---------------------------------------------------------------
+
+
+def test_valid_json_copy_comes_back_as_flyer_copy_with_the_settings_sent() -> None:
+    with ScriptedOpenAI([completion(COPY_JSON)]) as server:
+        copy = backend(server.url, seed=11, max_tokens=600).write_copy(REQUEST)
+    assert copy == FlyerCopy.model_validate(COPY)
+    (sent,) = server.chat_requests
+    assert sent.body["model"] == "test-model"
+    assert sent.body["temperature"] == 0.7
+    assert sent.body["seed"] == 11
+    assert sent.body["max_tokens"] == 600
+    assert sent.body["response_format"]["type"] == "json_schema"
+    assert sent.body["response_format"]["json_schema"]["strict"] is False
+    assert "authorization" not in sent.headers
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        f"Here is the copy you asked for:\n{COPY_JSON}\nI hope it helps!",
+        f"Sure.\n```json\n{COPY_JSON}\n```\nDone.",
+        f"<think>The brief wants {{braces}} and facts kept.</think>\n{COPY_JSON}",
+        f"reasoning without an opening tag</think>```\n{COPY_JSON}\n```",
+    ],
+    ids=["prose", "fenced", "think-block", "dangling-think-close"],
+)
+def test_json_is_found_in_prose_fences_and_after_reasoning(answer: str) -> None:
+    with ScriptedOpenAI([completion(answer)]) as server:
+        assert backend(server.url).write_copy(REQUEST).headline == COPY["headline"]
+
+
+def test_extraction_copes_with_braces_inside_strings_and_skips_non_objects() -> None:
+    text = 'first [1, 2] then {"a": "x } y", "b": {"c": 1}} and {"d": 2}'
+    assert extract_json(text) == {"a": "x } y", "b": {"c": 1}}
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty"),
+        ('<think>still thinking about {"a": 1}', "only <think> reasoning"),
+        ("no json here at all", "no JSON object"),
+        ('{"headline": "cut off', "incomplete or malformed"),
+    ],
+)
+def test_extraction_fails_with_a_short_reason(text: str, reason: str) -> None:
+    with pytest.raises(InvalidModelOutput, match=reason):
+        extract_json(text)
+
+
+def test_a_variant_that_changes_the_price_is_re_asked_with_the_fact_error() -> None:
+    wrong = json.dumps({**COPY, "price": "£30 per person"}, ensure_ascii=False)
+    with ScriptedOpenAI([completion(wrong), completion(COPY_JSON)]) as server:
+        copy = backend(server.url).write_copy(REQUEST)
+    assert copy.price == "£35 per person"
+    first, second = server.chat_requests
+    assert len(second.messages) == len(first.messages) + 2
+    assert second.messages[-2] == {"role": "assistant", "content": wrong}
+    follow_up = second.messages[-1]["content"]
+    assert follow_up.startswith("That answer was rejected")
+    assert "'price' must contain the price exactly as '£35 per person'" in follow_up
+
+
+def test_a_schema_violation_is_re_asked_with_the_field_named() -> None:
+    too_long = json.dumps({**COPY, "headline": "x" * 90})
+    with ScriptedOpenAI([completion(too_long), completion(COPY_JSON)]) as server:
+        backend(server.url).write_copy(REQUEST)
+    assert (
+        "headline: String should have at most 70 characters"
+        in (server.chat_requests[1].messages[-1]["content"])
+    )
+
+
+def test_junk_forever_fails_after_three_attempts_with_one_line() -> None:
+    junk = "I am sorry, I cannot help with flyers today.\n" * 10
+    with ScriptedOpenAI([completion(junk)]) as server, pytest.raises(InvalidModelOutput) as info:
+        backend(server.url).write_copy(REQUEST)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "after 3 attempts" in message
+    assert "I am sorry, I cannot help" in message
+    assert "no JSON object" in message
+    assert len(message) < 400
+    assert len(server.chat_requests) == 3
+
+
+def test_an_empty_or_cut_off_answer_is_bad_output_and_re_asked() -> None:
+    cut = completion(COPY_JSON[:40], finish_reason="length")
+    with ScriptedOpenAI([completion(""), cut, completion(COPY_JSON)]) as server:
+        assert backend(server.url).write_copy(REQUEST).headline == COPY["headline"]
+    third = server.chat_requests[2].messages[-1]["content"]
+    assert "cut off at 800 tokens" in third
+
+
+def test_ask_structured_runs_without_any_server() -> None:
+    answers = iter(["nothing", '{"angle": "a"}', COPY_JSON])
+    seen: list[int] = []
+
+    def ask(messages: list[ChatMessage]) -> str:
+        seen.append(len(messages))
+        return next(answers)
+
+    copy = ask_structured(ask, [ChatMessage(role="user", content="hi")], FlyerCopy, attempts=3)
+    assert copy.headline == COPY["headline"]
+    assert seen == [1, 3, 5]
+
+
+def test_art_direction_comes_back_as_an_image_prompt() -> None:
+    with ScriptedOpenAI([completion(json.dumps(ART))]) as server:
+        request = ArtRequest(brief=BRIEF, copy=FlyerCopy.model_validate(COPY), variant=1)
+        art = backend(server.url).direct_art(request)
+    assert art == ImagePrompt.model_validate(ART)
+    assert server.chat_requests[0].body["response_format"]["json_schema"]["name"] == "ImagePrompt"
+
+
+# -- structured output probing --------------------------------------------------------------
+
+
+def test_a_server_that_ignores_the_schema_still_gets_valid_copy_by_extraction() -> None:
+    prose = completion(f"Of course! The flyer:\n{COPY_JSON}")
+    with ScriptedOpenAI([prose]) as server:
+        texts = backend(server.url)
+        texts.write_copy(REQUEST)
+        texts.write_copy(REQUEST)
+        assert texts.structured_output() == "json_schema"
+    assert all("response_format" in r.body for r in server.chat_requests)
+
+
+@pytest.mark.parametrize("message", ["No Metal back-end is available", "internal error"])
+def test_a_server_that_500s_on_response_format_is_probed_once_then_prompted_plainly(
+    message: str,
+) -> None:
+    def script(request: Recorded) -> Reply:
+        if "response_format" in request.body:
+            return error_reply(500, message)
+        return completion(COPY_JSON)
+
+    with ScriptedOpenAI(script) as server:
+        texts = backend(server.url)
+        for _ in range(3):
+            assert texts.write_copy(REQUEST).headline == COPY["headline"]
+        assert texts.structured_output() == "unsupported (plain prompting)"
+        # A second backend for the same server and model learns nothing again.
+        backend(server.url).write_copy(REQUEST)
+    probes = ["response_format" in r.body for r in server.chat_requests]
+    assert probes == [True, False, False, False, False]
+
+
+# -- faults -------------------------------------------------------------------------------
+
+
+def test_503_is_a_passing_fault_and_the_next_call_succeeds() -> None:
+    script = [error_reply(503, "model is loading"), completion(COPY_JSON)]
+    with ScriptedOpenAI(script) as server:
+        texts = backend(server.url)
+        with pytest.raises(BackendBusy, match="HTTP 503"):
+            texts.write_copy(REQUEST)
+        assert texts.write_copy(REQUEST).headline == COPY["headline"]
+
+
+@pytest.mark.slow
+def test_the_prefect_task_retries_a_503_and_succeeds(
+    prefect_env: str, restore_builders: None, tmp_path: Path
+) -> None:
+    from tasks.copywriting import write_copy
+
+    script = [error_reply(503, "busy"), completion(COPY_JSON)]
+    with ScriptedOpenAI(script) as server:
+        texts = backend(server.url)
+        registry.register("text", "builtin", lambda settings: texts)
+        retrying = write_copy.with_options(
+            retries=2, retry_delay_seconds=0, refresh_cache=True, result_storage=tmp_path
+        )
+
+        @flow
+        def one_copy() -> FlyerCopy:
+            return retrying(REQUEST, Settings())
+
+        copy = one_copy()
+    assert copy.headline == COPY["headline"]
+    assert len(server.chat_requests) == 2
+
+
+def test_a_slow_server_is_a_timeout_within_about_a_second() -> None:
+    with ScriptedOpenAI([completion(COPY_JSON, delay_s=3)]) as server:
+        started = time.monotonic()
+        with pytest.raises(BackendTimeout, match=r"within 0\.5 s"):
+            backend(server.url, timeout_s=0.5).write_copy(REQUEST)
+        assert time.monotonic() - started < 1.5
+
+
+def test_connection_refused_is_unavailable_and_names_the_url() -> None:
+    url = closed_port_url()
+    with pytest.raises(BackendUnavailable) as info:
+        backend(url).write_copy(REQUEST)
+    assert f"{url}/chat/completions" in str(info.value)
+    assert "is the server running?" in str(info.value)
+
+
+def test_a_refused_key_is_a_configuration_error_asked_once_and_never_echoed() -> None:
+    # Some servers echo the key they refused: it must not reach the message.
+    refusal = error_reply(401, f"invalid api key {KEY}")
+    with (
+        ScriptedOpenAI([refusal]) as server,
+        pytest.raises(ConfigurationError, match="HYPERLOCAL_TEXT__API_KEY") as info,
+    ):
+        backend(server.url, api_key=SecretStr(KEY)).write_copy(REQUEST)
+    assert KEY not in str(info.value)
+    assert len(server.chat_requests) == 1
+
+
+def test_an_unknown_model_is_a_configuration_error_listing_what_the_server_offers() -> None:
+    script = [error_reply(404, "The model `nope` does not exist")]
+    with (
+        ScriptedOpenAI(script, models=["llama-3.2-3b", "qwen2.5-7b"]) as server,
+        pytest.raises(ConfigurationError) as info,
+    ):
+        backend(server.url, model="nope").write_copy(REQUEST)
+    assert "model 'nope' is not available" in str(info.value)
+    assert "llama-3.2-3b, qwen2.5-7b" in str(info.value)
+
+
+def test_an_error_object_in_a_200_answer_is_busy_when_transient_else_bad_output() -> None:
+    busy = Reply(200, {"error": {"message": "Server overloaded, try again"}})
+    with ScriptedOpenAI([busy]) as server, pytest.raises(BackendBusy):
+        backend(server.url).write_copy(REQUEST)
+    broken = Reply(200, {"error": "grammar failed to compile"})
+    with ScriptedOpenAI([broken]) as server, pytest.raises(InvalidModelOutput, match="grammar"):
+        backend(server.url).write_copy(REQUEST)
+
+
+# -- secrets, identity, settings ----------------------------------------------------------
+
+
+def test_the_key_is_sent_as_bearer_and_is_in_no_message_repr_or_identity() -> None:
+    with ScriptedOpenAI([completion(COPY_JSON)]) as server:
+        url_with_user = server.url.replace("127.0.0.1", "user:pw@127.0.0.1")
+        texts = backend(url_with_user, api_key=SecretStr(KEY))
+        texts.write_copy(REQUEST)
+    assert server.chat_requests[0].headers["authorization"] == f"Bearer {KEY}"
+    shown = repr(texts) + texts.identity.model_dump_json() + repr(server.chat_requests)
+    assert KEY not in shown
+    assert "pw@" not in repr(texts)
+    with pytest.raises(BackendUnavailable) as info:
+        backend(closed_port_url().replace("//", "//user:pw@"), api_key=KEY).write_copy(REQUEST)
+    assert KEY not in str(info.value)
+    assert "pw" not in str(info.value)
+
+
+def test_identity_holds_model_and_sampling_but_no_url() -> None:
+    texts = backend("http://user:pw@127.0.0.1:9/v1", temperature=0.2, seed=3, max_tokens=500)
+    identity = texts.identity
+    assert (identity.role, identity.kind, identity.model) == ("text", "openai", "test-model")
+    assert identity.params == {"temperature": 0.2, "seed": 3, "max_tokens": 500}
+    assert "127.0.0.1" not in identity.model_dump_json()
+
+
+def test_without_a_model_the_servers_first_model_is_used_and_asked_once() -> None:
+    with ScriptedOpenAI([completion(COPY_JSON)], models=["first", "second"]) as server:
+        texts = OpenAITextBackend(server.url)
+        texts.write_copy(REQUEST)
+        texts.write_copy(REQUEST)
+        assert texts.identity.model == "first"
+    assert [r.method for r in server.requests].count("GET") == 1
+    assert server.chat_requests[0].body["model"] == "first"
+
+
+def test_from_settings_uses_the_provider_preset_and_needs_a_url() -> None:
+    text = TextSettings(
+        kind="openai", provider="ollama", model="llama3", api_key=SecretStr(KEY), temperature=0
+    )
+    texts = OpenAITextBackend.from_settings(text)
+    assert repr(texts) == "OpenAITextBackend(url='http://127.0.0.1:11434/v1', model='llama3')"
+    assert texts.identity.params["temperature"] == 0
+    with pytest.raises(ConfigurationError, match="HYPERLOCAL_TEXT__BASE_URL"):
+        OpenAITextBackend.from_settings(TextSettings(kind="openai"))
+
+
+def test_usage_is_recorded_from_the_server_or_counted_when_missing() -> None:
+    usage = {"prompt_tokens": 321, "completion_tokens": 54, "total_tokens": 375}
+    with ScriptedOpenAI([completion(COPY_JSON, usage=usage), completion(COPY_JSON)]) as server:
+        texts = backend(server.url)
+        texts.write_copy(REQUEST)
+        assert (texts.stats().prompt_tokens, texts.stats().completion_tokens) == (321, 54)
+        texts.write_copy(REQUEST)
+    stats = texts.stats()
+    assert stats.requests == 2
+    assert stats.estimated_requests == 1
+    assert stats.prompt_tokens > 321 + 100
+    assert stats.completion_tokens > 54 + 20
+
+
+# -- health and concurrency ---------------------------------------------------------------
+
+
+def test_health_reports_models_support_and_latency() -> None:
+    with ScriptedOpenAI([completion("OK")], models=["test-model", "other"]) as server:
+        health = backend(server.url).health()
+        assert health.ok, health.detail
+        assert health.models == ["test-model", "other"]
+        assert "'test-model' offered" in health.detail
+        assert "not probed" in health.detail
+        assert health.latency_s is not None
+        assert server.chat_requests[0].body["max_tokens"] == 1
+
+
+def test_health_of_a_closed_port_is_not_ok_and_does_not_raise() -> None:
+    health = backend(closed_port_url()).health()
+    assert not health.ok
+    assert "is the server running?" in health.detail
+
+
+def test_concurrent_calls_reach_the_server_together() -> None:
+    with ScriptedOpenAI([completion(COPY_JSON, delay_s=0.4)]) as server:
+        texts = backend(server.url)
+        results: list[FlyerCopy] = []
+        threads = [
+            threading.Thread(target=lambda v=v: results.append(texts.write_copy(REQUEST)))
+            for v in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert len(results) == 4
+    calls = server.chat_requests
+    assert len(calls) == 4
+    # Every request arrived before the first one was answered: nothing was serialized.
+    assert max(r.arrived for r in calls) < min(r.finished or 0 for r in calls)
+
+
+# -- the whole flow -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_full_flow_run_uses_the_servers_copy_in_manifest_and_pdf(
+    prefect_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.flyer import flyer
+
+    brief = load_brief(BRIEF_FILE, allowed_dirs=[PROJECT_ROOT / "examples"])
+
+    def script(request: Recorded) -> Reply:
+        if "art-direct" in request.system:
+            return completion(json.dumps(ART))
+        return completion(f"```json\n{COPY_JSON}\n```")
+
+    with ScriptedOpenAI(script) as server:
+        # Through the real settings and registry: what a user sets is what the run uses.
+        monkeypatch.setenv("HYPERLOCAL_TEXT__KIND", "openai")
+        monkeypatch.setenv("HYPERLOCAL_TEXT__BASE_URL", server.url)
+        monkeypatch.setenv("HYPERLOCAL_TEXT__MODEL", "test-model")
+        outcome = flyer(
+            brief=brief, variants=1, formats=["letter"], assets_from=str(BRIEF_FILE.parent)
+        )
+    manifest = RunManifest.model_validate_json((outcome.folder / "manifest.json").read_text())
+    assert manifest.variants[0].copy_.headline == COPY["headline"]
+    assert manifest.backends["text"].kind == "openai"
+    assert manifest.variants[0].art_direction == ImagePrompt.model_validate(ART)
+    page = PdfReader(outcome.folder / "variant_01_letter.pdf").pages[0]
+    assert COPY["headline"] in " ".join(page.extract_text().split())
+    assert len(server.chat_requests) == 2
