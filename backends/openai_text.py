@@ -307,29 +307,51 @@ class OpenAITextBackend:
         except HyperlocalError as exc:
             return Health(role="text", kind="openai", ok=False, detail=str(exc), models=models)
         offered = "offered" if model in models else "not listed by /models"
-        detail = (
-            f"{self._public_url}: model {model!r} {offered}; "
-            f"structured output {self.structured_output()}"
-        )
-        started = time.monotonic()
+        where = f"{self._public_url}: model {model!r} {offered}"
         try:
-            payload = self._payload([ChatMessage(role="user", content="Say OK.")], max_tokens=1)
-            response = self._send("POST", "/chat/completions", json=payload)
-            if response.status_code != 200:
-                raise self._fault(response, "/chat/completions")
+            latency = self._one_token_answer()
         except HyperlocalError as exc:
             return Health(
-                role="text", kind="openai", ok=False, detail=f"{detail}; {exc}", models=models
+                role="text", kind="openai", ok=False, detail=f"{where}; {exc}", models=models
             )
-        latency = time.monotonic() - started
         return Health(
             role="text",
             kind="openai",
             ok=True,
-            detail=f"{detail}; one-token answer in {latency:.2f} s",
+            detail=(
+                f"{where}; structured output {self.structured_output()}; "
+                f"one-token answer in {latency:.2f} s"
+            ),
             models=models,
             latency_s=latency,
         )
+
+    def _one_token_answer(self) -> float:
+        """Ask for one token, probing ``response_format`` if not known yet; return seconds."""
+        payload = self._payload([ChatMessage(role="user", content="Say OK.")], max_tokens=1)
+        key = (self._public_url, str(payload["model"]))
+        if self._format_support.get(key) is None:
+            probe = {
+                **payload,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "health", "schema": {"type": "object"}},
+                },
+            }
+            started = time.monotonic()
+            response = self._send("POST", "/chat/completions", json=probe)
+            if response.status_code == 200:
+                self._remember(key, True)
+                return time.monotonic() - started
+            if response.status_code not in (400, 422, 500):
+                raise self._fault(response, "/chat/completions")
+        started = time.monotonic()
+        response = self._send("POST", "/chat/completions", json=payload)
+        if response.status_code != 200:
+            raise self._fault(response, "/chat/completions")
+        if self._format_support.get(key) is None:
+            self._remember(key, False)  # the probe was refused, plain prompting works
+        return time.monotonic() - started
 
     # -- HTTP -----------------------------------------------------------------------------
 

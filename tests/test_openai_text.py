@@ -402,9 +402,20 @@ def test_health_reports_models_support_and_latency() -> None:
         assert health.ok, health.detail
         assert health.models == ["test-model", "other"]
         assert "'test-model' offered" in health.detail
-        assert "not probed" in health.detail
+        # The one-token request probes response_format: this server honours it.
+        assert "structured output json_schema" in health.detail
+        assert "response_format" in server.chat_requests[0].body
         assert health.latency_s is not None
         assert server.chat_requests[0].body["max_tokens"] == 1
+
+
+def test_health_probes_a_server_that_refuses_response_format() -> None:
+    script = [error_reply(500, "No Metal back-end for json_schema"), completion("OK")]
+    with ScriptedOpenAI(script) as server:
+        health = backend(server.url).health()
+        assert health.ok, health.detail
+        assert "structured output unsupported (plain prompting)" in health.detail
+        assert "response_format" not in server.chat_requests[1].body
 
 
 def test_health_of_a_closed_port_is_not_ok_and_does_not_raise() -> None:
