@@ -1,4 +1,4 @@
-"""The chat prompts language-model text backends send, kept within the context window.
+"""The chat prompts language-model text backends send, and how they ask for valid answers.
 
 Both prompts carry the brief as JSON data (never spliced into the
 instructions) and ask for one JSON object that the caller validates with
@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from backends.base import ArtRequest, CopyRequest
+from backends.structured_output import ask_structured
 from hyperlocal.errors import ConfigurationError
 from hyperlocal.llm_tokens import ChatMessage, TextTokenCounter, count_messages
-from hyperlocal.models import Brief, FlyerCopy, ImagePrompt
+from hyperlocal.models import Brief, FlyerCopy, ImagePrompt, fact_problems
 from hyperlocal.text import clip_words
 
 logger = logging.getLogger("hyperlocal.text")
@@ -142,3 +145,57 @@ def fit_to_context(
             context_window,
         )
     return FittedChat(messages=messages, prompt_tokens=tokens, trimmed=sorted(trimmed))
+
+
+#: Sends one conversation and returns the model's text; the second argument is the
+#: pydantic type the answer must be (servers that honour a JSON schema use it).
+AskModel = Callable[[list[ChatMessage], type[BaseModel]], str]
+
+
+@dataclass(frozen=True)
+class PromptBudget:
+    """How a backend's prompts are counted and bounded."""
+
+    counter: TextTokenCounter
+    context_window: int
+    max_output: int
+    attempts: int = 3
+
+
+def request_copy(ask: AskModel, request: CopyRequest, budget: PromptBudget) -> FlyerCopy:
+    """Ask a language model for the copy of one variant, fitted, validated, fact-checked.
+
+    Raises ``InvalidModelOutput`` after ``budget.attempts`` rejected answers,
+    ``ConfigurationError`` when the prompt cannot fit, and whatever ``ask`` raises.
+    """
+    fitted = fit_to_context(
+        lambda brief: copy_messages(brief, request.variant, request.variants),
+        request.brief,
+        context_window=budget.context_window,
+        max_output=budget.max_output,
+        counter=budget.counter,
+    )
+    return ask_structured(
+        lambda messages: ask(messages, FlyerCopy),
+        fitted.messages,
+        FlyerCopy,
+        lambda copy: fact_problems(copy, request.brief),
+        attempts=budget.attempts,
+    )
+
+
+def request_art(ask: AskModel, request: ArtRequest, budget: PromptBudget) -> ImagePrompt:
+    """Ask a language model for the art direction of one variant; raises like ``request_copy``."""
+    fitted = fit_to_context(
+        lambda brief: art_messages(brief, request.copy_),
+        request.brief,
+        context_window=budget.context_window,
+        max_output=budget.max_output,
+        counter=budget.counter,
+    )
+    return ask_structured(
+        lambda messages: ask(messages, ImagePrompt),
+        fitted.messages,
+        ImagePrompt,
+        attempts=budget.attempts,
+    )

@@ -14,13 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from backends.base import ArtRequest, CopyRequest, Health
-from backends.chat_prompts import art_messages, copy_messages, fit_to_context
+from backends.chat_prompts import PromptBudget, request_art, request_copy
 from backends.loaded_models import LoadedModel, folder_size, shared_models
-from backends.structured_output import ask_structured
 from hyperlocal.errors import BackendNotAvailable, ConfigurationError, InvalidModelOutput
 from hyperlocal.llm_tokens import ChatMessage, FunctionCounter
-from hyperlocal.models import BackendIdentity, FlyerCopy, ImagePrompt, fact_problems
+from hyperlocal.models import BackendIdentity, FlyerCopy, ImagePrompt
 from hyperlocal.settings import TextSettings
 
 ATTEMPTS = 3
@@ -159,31 +160,23 @@ class MlxTextBackend:
 
     def write_copy(self, request: CopyRequest) -> FlyerCopy:
         """Return the copy of one variant; raises ``InvalidModelOutput`` after 3 tries."""
-        fitted = fit_to_context(
-            lambda brief: copy_messages(brief, request.variant, request.variants),
-            request.brief,
-            context_window=self.context_window,
-            max_output=self.max_tokens,
-            counter=self.counter(),
-        )
-        return ask_structured(
-            self._ask,
-            fitted.messages,
-            FlyerCopy,
-            lambda copy: fact_problems(copy, request.brief),
-            attempts=ATTEMPTS,
-        )
+        return request_copy(self._ask_as, request, self._budget())
 
     def direct_art(self, request: ArtRequest) -> ImagePrompt:
         """Return the art direction of one variant; raises ``InvalidModelOutput`` after 3 tries."""
-        fitted = fit_to_context(
-            lambda brief: art_messages(brief, request.copy_),
-            request.brief,
+        return request_art(self._ask_as, request, self._budget())
+
+    def _budget(self) -> PromptBudget:
+        return PromptBudget(
+            counter=self.counter(),
             context_window=self.context_window,
             max_output=self.max_tokens,
-            counter=self.counter(),
+            attempts=ATTEMPTS,
         )
-        return ask_structured(self._ask, fitted.messages, ImagePrompt, attempts=ATTEMPTS)
+
+    def _ask_as(self, messages: list[ChatMessage], answer_type: type[BaseModel]) -> str:
+        # mlx-lm has no schema-constrained decoding here: the prompt carries the schema.
+        return self._ask(messages)
 
     def health(self) -> Health:
         """Load the model if needed and time a one-token answer; never raises."""

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from backends.base import ArtRequest, CopyRequest, Health
-from backends.chat_prompts import art_messages, copy_messages, fit_to_context
-from backends.structured_output import ask_structured, extract_json, one_line
+from backends.chat_prompts import PromptBudget, request_art, request_copy
+from backends.structured_output import extract_json, one_line
 from hyperlocal.errors import (
     BackendBusy,
     BackendTimeout,
@@ -35,7 +35,7 @@ from hyperlocal.errors import (
     InvalidModelOutput,
 )
 from hyperlocal.llm_tokens import ChatMessage, TextTokenCounter, count_messages, default_counter
-from hyperlocal.models import BackendIdentity, FlyerCopy, ImagePrompt, fact_problems
+from hyperlocal.models import BackendIdentity, FlyerCopy, ImagePrompt
 from hyperlocal.settings import TextSettings
 
 DEFAULT_TEMPERATURE = 0.7
@@ -256,40 +256,22 @@ class OpenAITextBackend:
         Raises ``PassingFault`` (server down, slow or busy), ``InvalidModelOutput``
         after ``attempts`` answers, or ``ConfigurationError``.
         """
-        brief = request.brief
-        fitted = fit_to_context(
-            lambda b: copy_messages(b, request.variant, request.variants),
-            brief,
-            context_window=self.context_window,
-            max_output=self.max_tokens,
-            counter=self._token_counter(),
-        )
-        schema = FlyerCopy.model_json_schema()
-        return ask_structured(
-            lambda messages: self._chat(messages, "FlyerCopy", schema),
-            fitted.messages,
-            FlyerCopy,
-            lambda copy: fact_problems(copy, brief),
-            attempts=self.attempts,
-        )
+        return request_copy(self._ask_as, request, self._budget())
 
     def direct_art(self, request: ArtRequest) -> ImagePrompt:
         """Return the phrases of a picture with no lettering; raises like ``write_copy``."""
-        fitted = fit_to_context(
-            lambda b: art_messages(b, request.copy_),
-            request.brief,
+        return request_art(self._ask_as, request, self._budget())
+
+    def _budget(self) -> PromptBudget:
+        return PromptBudget(
+            counter=self._token_counter(),
             context_window=self.context_window,
             max_output=self.max_tokens,
-            counter=self._token_counter(),
-        )
-        schema = ImagePrompt.model_json_schema()
-        return ask_structured(
-            lambda messages: self._chat(messages, "ImagePrompt", schema),
-            fitted.messages,
-            ImagePrompt,
-            None,
             attempts=self.attempts,
         )
+
+    def _ask_as(self, messages: list[ChatMessage], answer_type: type[BaseModel]) -> str:
+        return self._chat(messages, answer_type.__name__, answer_type.model_json_schema())
 
     def health(self) -> Health:
         """Say whether the server answers, what it offers and how fast; never raises."""

@@ -24,7 +24,7 @@ from backends.openai_text import OpenAITextBackend
 from bench.results import record
 from hyperlocal.errors import InvalidModelOutput
 from hyperlocal.models import Brief
-from tests.model_servers import mlx_lm_server
+from tests.servers import mlx_lm_server
 from tests.tiny_models import build_tiny_mlx_lm
 
 BRIEF = Brief(business="Rosie's", event="Sourdough class", place="12 Market St", price="£35")

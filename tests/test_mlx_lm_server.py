@@ -14,7 +14,7 @@ from backends.base import CopyRequest
 from backends.openai_text import OpenAITextBackend
 from hyperlocal.errors import InvalidModelOutput
 from hyperlocal.models import Brief
-from tests.model_servers import mlx_lm_server
+from tests.servers import mlx_lm_server
 from tests.tiny_models import build_tiny_mlx_lm
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
