@@ -54,11 +54,18 @@ def prefect_env(
     prefect_api: str, prefect_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
     """Point this test (and the processes it starts) at the session's Prefect server."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_LOGGING_TO_API_ENABLED,
+        temporary_settings,
+    )
 
     monkeypatch.setenv("PREFECT_API_URL", prefect_api)
     monkeypatch.setenv("PREFECT_HOME", str(prefect_home))
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Run logs would still be flushing to the server after the session stops it.
+    monkeypatch.setenv("PREFECT_LOGGING_TO_API_ENABLED", "false")
     # Prefect reads its settings once at import: set them for this process too.
-    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
+    updates = {PREFECT_API_URL: prefect_api, PREFECT_LOGGING_TO_API_ENABLED: False}
+    with temporary_settings(updates=updates):
         yield prefect_api
