@@ -30,7 +30,9 @@ from tests.tiny_models import build_tiny_mlx_lm
 BRIEF = Brief(business="Rosie's", event="Sourdough class", place="12 Market St", price="£35")
 
 
-def _run(url: str, model: Path, concurrency: int, variants: int, max_tokens: int) -> float:
+def _run(
+    url: str, model: Path, concurrency: int, variants: int, max_tokens: int
+) -> tuple[float, float]:
     backend = OpenAITextBackend(
         url,
         model=str(model),
@@ -51,9 +53,10 @@ def _run(url: str, model: Path, concurrency: int, variants: int, max_tokens: int
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         list(pool.map(one, range(1, variants + 1)))
     seconds = time.perf_counter() - started
-    requests = backend.stats().requests
+    stats = backend.stats()
     backend.close()
-    return requests / seconds
+    # Tokens come from the server's usage, or are counted with tiktoken when it has none.
+    return stats.requests / seconds, stats.completion_tokens / seconds
 
 
 def main() -> None:
@@ -73,9 +76,12 @@ def main() -> None:
         f"{args.variants} variants x 3 attempts (junk answers), max_tokens {args.max_tokens}, "
         "tiny random-weight qwen2 on mlx[cpu]",
         "",
-        "| concurrency | requests/s | speed-up over 1 |",
-        "| --- | --- | --- |",
-        *(f"| {n} | {rates[n]:.2f} | {rates[n] / rates[1]:.2f}x |" for n in levels),
+        "| concurrency | requests/s | generated tokens/s | speed-up over 1 |",
+        "| --- | --- | --- | --- |",
+        *(
+            f"| {n} | {rates[n][0]:.2f} | {rates[n][1]:.0f} | {rates[n][0] / rates[1][0]:.2f}x |"
+            for n in levels
+        ),
     ]
     print("\n".join(lines))
     if args.write:
