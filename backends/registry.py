@@ -49,6 +49,16 @@ def _mlx_text(settings: Settings) -> TextBackend:
     return MlxTextBackend.from_settings(settings.text, settings.models_memory_gb)
 
 
+def _openai_vision(settings: Settings) -> VisionBackend:
+    from backends.openai_vision import OpenAIVisionBackend
+
+    return OpenAIVisionBackend.from_settings(
+        settings.vision,
+        max_in_flight=settings.vision.max_in_flight,
+        profile=settings.vision.profile,
+    )
+
+
 def _builtin_image(settings: Settings) -> ImageBackend:
     from backends.builtin_image import BuiltinPainter
 
@@ -67,6 +77,7 @@ _BUILDERS: dict[tuple[str, str], Builder] = {
     ("text", "mlx"): _mlx_text,
     ("image", "builtin"): _builtin_image,
     ("vision", "heuristic"): _heuristic_vision,
+    ("vision", "openai"): _openai_vision,
 }
 #: The kind ``auto`` falls back to for each role: it needs no model at all.
 _OFFLINE_KIND: dict[str, str] = {"text": "builtin", "image": "builtin", "vision": "heuristic"}
@@ -75,7 +86,6 @@ _OFFLINE_KIND: dict[str, str] = {"text": "builtin", "image": "builtin", "vision"
 _LATER: dict[tuple[str, str], str] = {
     ("image", "diffusers"): "diffusers SDXL in process",
     ("image", "a1111"): "the AUTOMATIC1111 API",
-    ("vision", "openai"): "OpenAI-compatible vision servers",
     ("vision", "mlx"): "mlx-vlm in process",
 }
 
@@ -138,6 +148,8 @@ def resolve(role: Role, settings: Settings) -> Resolved:
 def _is_configured(role: str, kind: str, settings: Settings) -> bool:
     if (role, kind) == ("text", "openai"):
         return settings.text.effective_base_url() is not None
+    if (role, kind) == ("vision", "openai"):
+        return bool(settings.vision.base_url)
     if (role, kind) == ("text", "mlx"):
         model = settings.text.model
         return bool(model) and (Path(model).expanduser() / "config.json").is_file()

@@ -142,8 +142,18 @@ class VisionSettings(_Section):
     )
     base_url: str | None = Field(default=None, description="OpenAI-compatible vision server URL.")
     model: str | None = Field(default=None, description="Vision model name or local path.")
-    api_key: SecretStr | None = Field(default=None)
-    timeout_s: float = Field(default=120, gt=0)
+    api_key: SecretStr | None = Field(default=None, description="API key, if the server needs one.")
+    timeout_s: float = Field(default=120, gt=0, description="Seconds to wait for one verdict.")
+    profile: Literal["fast", "balanced", "quality"] = Field(
+        default="balanced",
+        description="Pixels sent to the model: 256, 512 or 1280 patches of 28x28.",
+    )
+    max_in_flight: int = Field(
+        default=4, ge=1, le=64, description="Most checks at the vision server at once."
+    )
+    max_tokens: int = Field(
+        default=300, ge=16, le=4096, description="Most tokens of the model's verdict."
+    )
 
 
 class QCSettings(_Section):
