@@ -203,6 +203,13 @@ def report(console: Console, outcome: RunOutcome, seconds: float) -> None:
                 f"over after {escape(reason)}"
             )
         for fmt in variant.formats:
+            for attempt in fmt.attempts:
+                if attempt.qc_error:
+                    console.print(
+                        f"[yellow]warning[/]: variant {variant.variant} {fmt.format}: picture "
+                        f"shipped unchecked, the vision backend was down: "
+                        f"{escape(attempt.qc_error)}"
+                    )
             if fmt.cut:
                 console.print(
                     f"[yellow]note[/]: variant {variant.variant} {fmt.format}: left out to fit "

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from backends import registry
 from backends.base import ArtRequest, CheckRequest, CopyRequest, ImageRequest
 from hyperlocal import __version__
-from hyperlocal.errors import InvalidModelOutput, LayoutError, PictureRejected
+from hyperlocal.errors import InvalidModelOutput, LayoutError, PassingFault, PictureRejected
 from hyperlocal.fonts import resolve_font
 from hyperlocal.formats import FlyerFormat, get_format, sdxl_size_for
 from hyperlocal.models import (
@@ -252,14 +252,29 @@ class FlyerRun:
                     subject=subject,
                     min_score=settings.qc.min_score,
                 )
-                report = self._step(
-                    self.steps.check_image,
-                    check,
-                    settings,
-                    variant=variant,
-                    format_name=fmt.name,
-                    attempt=attempt,
-                )
+                try:
+                    report = self._step(
+                        self.steps.check_image,
+                        check,
+                        settings,
+                        variant=variant,
+                        format_name=fmt.name,
+                        attempt=attempt,
+                    )
+                except PassingFault as exc:
+                    if settings.qc.on_unavailable == "fail":
+                        raise
+                    # qc.on_unavailable = "warn": ship it unchecked, and say so.
+                    attempts.append(
+                        AttemptRecord(
+                            attempt=attempt,
+                            seed=image.seed,
+                            width=image.width,
+                            height=image.height,
+                            qc_error=str(exc),
+                        )
+                    )
+                    return image, attempts, None
             attempts.append(
                 AttemptRecord(
                     attempt=attempt,

@@ -400,6 +400,9 @@ class AttemptRecord(BaseModel):
     width: int
     height: int
     qc: QCReport | None = None
+    qc_error: str | None = Field(
+        default=None, description="Why the picture went unchecked (vision backend down)."
+    )
 
 
 class FormatRecord(BaseModel):

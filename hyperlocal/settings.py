@@ -168,6 +168,11 @@ class QCSettings(_Section):
         default="best",
         description="When every attempt fails: ship the best one flagged as failed, or fail.",
     )
+    on_unavailable: Literal["fail", "warn"] = Field(
+        default="fail",
+        description="When the vision backend is down after its retries: fail the run, or "
+        "ship the picture unchecked, flagged in the manifest and on the command line.",
+    )
 
 
 class LayoutSettings(_Section):

@@ -276,3 +276,44 @@ def test_the_square_png_is_a_real_picture(prefect_env: str, brief: Brief) -> Non
         colours = picture.convert("RGB").resize((64, 64)).getcolors(64 * 64)
     assert colours is not None
     assert len(colours) > 200
+
+
+class _Down:
+    """A vision backend whose server is down: every check is a passing fault."""
+
+    identity = BackendIdentity(role="vision", kind="heuristic", model="down")
+    calls = 0
+
+    def health(self) -> Health:
+        return Health(role="vision", kind="heuristic", ok=False, detail="down")
+
+    def check(self, request: CheckRequest) -> QCReport:
+        type(self).calls += 1
+        raise BackendUnavailable("cannot reach http://127.0.0.1:9/v1: is the server running?")
+
+
+def test_a_vision_backend_down_after_retries_fails_the_run_by_default(
+    prefect_env: str, brief: Brief, restore_builders: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = type("Down", (_Down,), {"calls": 0})
+    registry.register("vision", "heuristic", lambda settings: down())
+    monkeypatch.setenv("HYPERLOCAL_RETRY__ATTEMPTS", "2")
+    with pytest.raises(BackendUnavailable, match="is the server running"):
+        flyer(brief=brief, variants=1, formats=["square"], assets_from=str(BRIEF_FILE.parent))
+    assert down.calls == 3  # the first try and two retries
+
+
+def test_a_vision_backend_down_can_ship_the_picture_unchecked_and_flagged(
+    prefect_env: str, brief: Brief, restore_builders: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.register("vision", "heuristic", lambda settings: _Down())
+    monkeypatch.setenv("HYPERLOCAL_RETRY__ATTEMPTS", "0")
+    monkeypatch.setenv("HYPERLOCAL_QC__ON_UNAVAILABLE", "warn")
+    outcome = flyer(brief=brief, variants=1, formats=["square"], assets_from=str(BRIEF_FILE.parent))
+    record = outcome.manifest.variants[0].formats[0]
+    assert record.qc_passed is None
+    (attempt,) = record.attempts
+    assert attempt.qc is None
+    assert attempt.qc_error is not None
+    assert "is the server running" in attempt.qc_error
+    assert (outcome.folder / "variant_01_square.png").is_file()
