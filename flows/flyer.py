@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from prefect import flow
+from prefect.exceptions import ParameterTypeError
 from prefect.logging.handlers import PrefectConsoleHandler
 from pydantic import Field
 from rich.console import Console
@@ -74,6 +75,16 @@ def _checked_assets(brief: Brief, base_dir: Path | None, allowed: Sequence[Path]
     return brief.model_copy(update={"brand": brief.brand.model_copy(update={"logo": resolved})})
 
 
+def _variant_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= count <= 8:
+        raise argparse.ArgumentTypeError(f"{count} is not between 1 and 8")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the command line's argument parser."""
     parser = argparse.ArgumentParser(
@@ -87,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or only the brief fields below when --business is given",
     )
     parser.add_argument("--profile", choices=sorted(PROFILES), help="bundle of tested settings")
-    parser.add_argument("--variants", type=int, help="how many variants (1-8)")
+    parser.add_argument("--variants", type=_variant_count, help="how many variants (1-8)")
     parser.add_argument(
         "--format",
         dest="formats",
@@ -262,6 +273,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HyperlocalError as exc:
         errors.print(f"[red]{exc.label}[/]: {escape(str(exc))}")
         return EXIT_CONFIGURATION if isinstance(exc, ConfigurationError) else EXIT_FAILED
+    except ParameterTypeError as exc:
+        problems = "; ".join(line.strip(" -") for line in str(exc).splitlines()[1:])
+        errors.print(f"[red]invalid run options[/]: {escape(problems or str(exc))}")
+        return EXIT_CONFIGURATION
+    except Exception as exc:
+        if args.verbose:
+            raise
+        # A bug, not a user's mistake: one line here, the traceback with --verbose.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        errors.print(
+            f"[red]internal error[/]: {type(exc).__name__}: {escape(first)} "
+            "(run again with --verbose for the traceback, and please report it)"
+        )
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

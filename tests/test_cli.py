@@ -95,6 +95,14 @@ def test_a_brief_from_flags_still_needs_its_required_fields() -> None:
     assert "place is required" in line
 
 
+@pytest.mark.parametrize("count", ["0", "9", "two"])
+def test_a_variant_count_out_of_range_is_refused_without_a_traceback(count: str) -> None:
+    result = run_cli("--variants", count)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "--variants" in result.stderr
+
+
 def test_a_flag_overrides_the_brief_and_is_validated() -> None:
     result = run_cli("--url", "javascript:alert(1)")
     assert result.returncode == 2
