@@ -268,8 +268,9 @@ class BuiltinCopywriter:
         brief = request.brief
         angle = ANGLES[(request.variant - 1) % len(ANGLES)]
         tone: Tone = brief.tone
+        subhead = _first_fitting(angle.subheads, brief, 120)
         points = _detail_points(brief)
-        if brief.audience:
+        if brief.audience and brief.audience not in subhead:
             points.append(clip_words(AUDIENCE_LINES[tone].format(audience=brief.audience), 90))
         # Rotate the points so variants lead with different details.
         if points:
@@ -283,7 +284,7 @@ class BuiltinCopywriter:
         copy = FlyerCopy(
             angle=angle.name,
             headline=_first_fitting(angle.headlines, brief, 60),
-            subhead=_first_fitting(angle.subheads, brief, 120),
+            subhead=subhead,
             body_points=points[:3],
             when=when,
             where=brief.place,
