@@ -59,6 +59,12 @@ def _openai_vision(settings: Settings) -> VisionBackend:
     )
 
 
+def _mlx_vision(settings: Settings) -> VisionBackend:
+    from backends.mlx_vision import MlxVisionBackend
+
+    return MlxVisionBackend.from_settings(settings.vision, settings.models_memory_gb)
+
+
 def _builtin_image(settings: Settings) -> ImageBackend:
     from backends.builtin_image import BuiltinPainter
 
@@ -78,6 +84,7 @@ _BUILDERS: dict[tuple[str, str], Builder] = {
     ("image", "builtin"): _builtin_image,
     ("vision", "heuristic"): _heuristic_vision,
     ("vision", "openai"): _openai_vision,
+    ("vision", "mlx"): _mlx_vision,
 }
 #: The kind ``auto`` falls back to for each role: it needs no model at all.
 _OFFLINE_KIND: dict[str, str] = {"text": "builtin", "image": "builtin", "vision": "heuristic"}
@@ -86,7 +93,6 @@ _OFFLINE_KIND: dict[str, str] = {"text": "builtin", "image": "builtin", "vision"
 _LATER: dict[tuple[str, str], str] = {
     ("image", "diffusers"): "diffusers SDXL in process",
     ("image", "a1111"): "the AUTOMATIC1111 API",
-    ("vision", "mlx"): "mlx-vlm in process",
 }
 
 _instances: dict[tuple[str, str, str], Any] = {}
@@ -110,7 +116,7 @@ def _hint_auto_skipped(role: Role, settings: Settings) -> str:
     configured = [name for name in ("base_url", "model", "api_url") if getattr(section, name, None)]
     if not configured:
         return "nothing else is configured"
-    if role == "text":
+    if role in ("text", "vision"):
         why = "names no server and no local mlx model folder"
     else:
         why = "but this version cannot use it yet"
@@ -145,16 +151,21 @@ def resolve(role: Role, settings: Settings) -> Resolved:
     )
 
 
+def _is_local_model(model: str | None) -> bool:
+    return bool(model) and (Path(str(model)).expanduser() / "config.json").is_file()
+
+
 def _is_configured(role: str, kind: str, settings: Settings) -> bool:
+    """Whether settings name what ``kind`` needs, so that ``auto`` may pick it."""
     if (role, kind) == ("text", "openai"):
         return settings.text.effective_base_url() is not None
+    if (role, kind) == ("text", "mlx"):
+        return settings.text.effective_base_url() is None and _is_local_model(settings.text.model)
     if (role, kind) == ("vision", "openai"):
         return bool(settings.vision.base_url)
-    if (role, kind) == ("text", "mlx"):
-        model = settings.text.model
-        return bool(model) and (Path(model).expanduser() / "config.json").is_file()
-    section = getattr(settings, role)
-    return bool(getattr(section, "base_url", None) or getattr(section, "model", None))
+    if (role, kind) == ("vision", "mlx"):
+        return not settings.vision.base_url and _is_local_model(settings.vision.model)
+    return False
 
 
 def _backend(role: Role, settings: Settings) -> Any:

@@ -218,7 +218,7 @@ def report(console: Console, outcome: RunOutcome, seconds: float) -> None:
                 if attempt.qc_error:
                     console.print(
                         f"[yellow]warning[/]: variant {variant.variant} {fmt.format}: picture "
-                        f"shipped unchecked, the vision backend was down: "
+                        f"shipped unchecked, no verdict from the vision backend: "
                         f"{escape(attempt.qc_error)}"
                     )
             if fmt.cut:

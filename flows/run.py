@@ -261,7 +261,8 @@ class FlyerRun:
                         format_name=fmt.name,
                         attempt=attempt,
                     )
-                except PassingFault as exc:
+                except (PassingFault, InvalidModelOutput) as exc:
+                    # Down after its retries, or no valid verdict after its re-asks.
                     if settings.qc.on_unavailable == "fail":
                         raise
                     # qc.on_unavailable = "warn": ship it unchecked, and say so.

@@ -170,8 +170,9 @@ class QCSettings(_Section):
     )
     on_unavailable: Literal["fail", "warn"] = Field(
         default="fail",
-        description="When the vision backend is down after its retries: fail the run, or "
-        "ship the picture unchecked, flagged in the manifest and on the command line.",
+        description="When the vision backend is down after its retries or gives no valid "
+        "verdict: fail the run, or ship the picture unchecked, flagged in the manifest and on "
+        "the command line.",
     )
 
 

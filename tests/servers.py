@@ -7,9 +7,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -90,3 +92,63 @@ def mlx_lm_server(model: Path) -> Iterator[str]:
         argv += ["--host", "127.0.0.1", "--port", str(port)]
         with running_server(argv, f"{url}/models", env):
             yield url
+
+
+@contextmanager
+def mlx_vlm_server(model: Path) -> Iterator[str]:
+    """Run ``mlx_vlm.server`` on ``model`` at a free 127.0.0.1 port; yield its /v1 URL.
+
+    Requests must name the model by its path (``model=str(model)``). Raises
+    ``RuntimeError`` with the server's log when it exits or does not answer.
+    """
+    port = free_port()
+    with tempfile.TemporaryDirectory() as hub:
+        # An empty hub cache and offline mode: nothing is looked up or fetched.
+        env = {**os.environ, "HF_HUB_CACHE": hub, "HF_HUB_OFFLINE": "1"}
+        # Without --host it binds every interface; loopback is all a test needs.
+        argv = [sys.executable, "-m", "mlx_vlm.server", "--model", str(model)]
+        argv += ["--host", "127.0.0.1", "--port", str(port)]
+        url = f"http://127.0.0.1:{port}/v1"
+        with running_server(argv, f"{url}/models", env):
+            yield url
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    """One request a ``RecordingTransport`` passed on, and the status that came back."""
+
+    method: str
+    path: str
+    structured: bool
+    status: int
+
+
+class RecordingTransport(httpx.BaseTransport):
+    """An ``httpx`` transport that sends over the network and keeps a log of every request.
+
+    Lets tests and benchmarks count the chat requests a backend really made, and
+    see which carried ``response_format``, without reaching into the backend.
+    """
+
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+        self._lock = threading.Lock()
+        self.sent: list[SentRequest] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` and log it; raises what ``httpx.HTTPTransport`` raises."""
+        response = self._inner.handle_request(request)
+        structured = b'"response_format"' in request.content
+        entry = SentRequest(request.method, request.url.path, structured, response.status_code)
+        with self._lock:
+            self.sent.append(entry)
+        return response
+
+    def chats(self) -> list[SentRequest]:
+        """Return the chat completion requests sent so far, oldest first."""
+        with self._lock:
+            return [s for s in self.sent if s.path.endswith("/chat/completions")]
+
+    def close(self) -> None:
+        """Close the network connections."""
+        self._inner.close()
