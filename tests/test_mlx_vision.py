@@ -252,3 +252,33 @@ def test_a_flyer_run_with_mlx_vision_follows_the_unavailable_policy(
     assert attempt.qc_error is not None
     assert attempt.qc_error.startswith("no valid VisionVerdict after 3 attempts")
     assert (outcome.folder / "variant_01_square.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_flyer_run_against_a_junk_vlm_server_fails_with_one_line_by_default(
+    prefect_env: str, vlm_server: str, tiny_vlm: Path, isolated_env: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "HYPERLOCAL_VISION__BASE_URL": vlm_server,
+        "HYPERLOCAL_VISION__MODEL": str(tiny_vlm),
+        "HYPERLOCAL_VISION__MAX_TOKENS": "24",
+        "HYPERLOCAL_VISION__PROFILE": "fast",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.flyer", "--variants", "1", "--format", "square"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("bad model output: no valid VisionVerdict after 3 attempts")
+    assert not (isolated_env / "output" / "flyer_runs").exists()
