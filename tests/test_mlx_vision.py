@@ -10,50 +10,22 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from backends.base import CheckRequest, ImageRequest, VisionBackend
-from backends.builtin_image import BuiltinPainter
+from backends.base import CheckRequest, VisionBackend
 from backends.loaded_models import shared_models
 from backends.mlx_vision import MlxVisionBackend, fold_conversation
 from backends.openai_vision import OpenAIVisionBackend
-from hyperlocal.clip_tokens import clip_counter
 from hyperlocal.errors import ConfigurationError, InvalidModelOutput
 from hyperlocal.formats import FORMATS
 from hyperlocal.llm_tokens import ChatMessage
-from hyperlocal.models import GeneratedImage, ImagePrompt, PromptPhrase
-from hyperlocal.prompt_fit import fit_image_prompt
+from hyperlocal.models import GeneratedImage
 from hyperlocal.settings import VisionSettings
+from tests.pictures import painted
 from tests.servers import RecordingTransport, mlx_vlm_server
 from tests.tiny_models import build_tiny_mlx_vlm
 
 ZONE = FORMATS["letter"].text_zone
 SUBJECT = "sourdough loaves on a rustic wooden table"
-PAINTER = BuiltinPainter()
 BOUNDED = r"^no valid VisionVerdict after 3 attempts: the model returned"
-
-
-def painted(seed: int = 1, width: int = 320, height: int = 416) -> GeneratedImage:
-    """Return a builtin painter picture: the heuristic screen passes these."""
-    fitted = fit_image_prompt(
-        ImagePrompt(
-            phrases=[PromptPhrase(text="abstract poster background", role="subject", priority=1)],
-            negative=[],
-        ),
-        syntax=PAINTER.prompt_syntax,
-        counters=[clip_counter()],
-        zone=ZONE.describe(),
-    )
-    request = ImageRequest(
-        prompt=fitted,
-        width=width,
-        height=height,
-        seed=seed,
-        attempt=1,
-        steps=1,
-        cfg_scale=0.0,
-        palette=["#1F3A5F", "#F2A541", "#FDF6EC"],
-        text_zone=ZONE,
-    )
-    return PAINTER.generate(request)
 
 
 def blank() -> GeneratedImage:

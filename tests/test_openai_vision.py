@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from pydantic import SecretStr
 
-from backends.base import CheckRequest, ImageRequest, VisionBackend
-from backends.builtin_image import BuiltinPainter
+from backends.base import CheckRequest, VisionBackend
 from backends.openai_text import OpenAITextBackend
 from backends.openai_vision import OpenAIVisionBackend
 from backends.vision_images import (
@@ -29,7 +28,6 @@ from backends.vision_images import (
     smart_size,
 )
 from backends.vision_verdict import VisionVerdict, to_report, verdict_messages
-from hyperlocal.clip_tokens import clip_counter
 from hyperlocal.errors import (
     BackendBusy,
     BackendUnavailable,
@@ -38,9 +36,9 @@ from hyperlocal.errors import (
     InvalidModelOutput,
 )
 from hyperlocal.formats import FORMATS, Zone
-from hyperlocal.models import BackendIdentity, GeneratedImage, ImagePrompt, PromptPhrase, QCReport
-from hyperlocal.prompt_fit import fit_image_prompt
+from hyperlocal.models import BackendIdentity, GeneratedImage, QCReport
 from hyperlocal.settings import VisionSettings
+from tests.pictures import painted
 from tests.scripted_openai import (
     Recorded,
     ScriptedOpenAI,
@@ -52,7 +50,6 @@ from tests.scripted_openai import (
 KEY = "sk-vision-very-secret-0123456789"
 ZONE = FORMATS["letter"].text_zone
 SUBJECT = "sourdough loaves on a rustic wooden table"
-PAINTER = BuiltinPainter()
 WIDTH, HEIGHT = 320, 416
 
 PASSING: dict[str, Any] = {
@@ -64,31 +61,6 @@ PASSING: dict[str, Any] = {
     "reason": "Warm loaves, clean background.",
 }
 PASSING_JSON = json.dumps(PASSING)
-
-
-def painted(seed: int = 1, width: int = WIDTH, height: int = HEIGHT) -> GeneratedImage:
-    """Return a builtin painter picture: the heuristic screen passes these."""
-    fitted = fit_image_prompt(
-        ImagePrompt(
-            phrases=[PromptPhrase(text="abstract poster background", role="subject", priority=1)],
-            negative=[],
-        ),
-        syntax=PAINTER.prompt_syntax,
-        counters=[clip_counter()],
-        zone=ZONE.describe(),
-    )
-    request = ImageRequest(
-        prompt=fitted,
-        width=width,
-        height=height,
-        seed=seed,
-        attempt=1,
-        steps=1,
-        cfg_scale=0.0,
-        palette=["#1F3A5F", "#F2A541", "#FDF6EC"],
-        text_zone=ZONE,
-    )
-    return PAINTER.generate(request)
 
 
 PICTURE = painted()
