@@ -65,6 +65,12 @@ def _mlx_vision(settings: Settings) -> VisionBackend:
     return MlxVisionBackend.from_settings(settings.vision, settings.models_memory_gb)
 
 
+def _a1111_image(settings: Settings) -> ImageBackend:
+    from backends.a1111_image import A1111ImageBackend
+
+    return A1111ImageBackend.from_settings(settings.image, timeout_s=settings.image.timeout_s)
+
+
 def _builtin_image(settings: Settings) -> ImageBackend:
     from backends.builtin_image import BuiltinPainter
 
@@ -82,6 +88,7 @@ _BUILDERS: dict[tuple[str, str], Builder] = {
     ("text", "openai"): _openai_text,
     ("text", "mlx"): _mlx_text,
     ("image", "builtin"): _builtin_image,
+    ("image", "a1111"): _a1111_image,
     ("vision", "heuristic"): _heuristic_vision,
     ("vision", "openai"): _openai_vision,
     ("vision", "mlx"): _mlx_vision,
@@ -92,7 +99,6 @@ _OFFLINE_KIND: dict[str, str] = {"text": "builtin", "image": "builtin", "vision"
 # ``auto`` skips them and an explicit choice fails with this hint.
 _LATER: dict[tuple[str, str], str] = {
     ("image", "diffusers"): "diffusers SDXL in process",
-    ("image", "a1111"): "the AUTOMATIC1111 API",
 }
 
 _instances: dict[tuple[str, str, str], Any] = {}
@@ -119,7 +125,7 @@ def _hint_auto_skipped(role: Role, settings: Settings) -> str:
     if role in ("text", "vision"):
         why = "names no server and no local mlx model folder"
     else:
-        why = "but this version cannot use it yet"
+        why = "but no image kind of this version uses it (diffusers is still to come)"
     return f"{', '.join(configured)} is set, {why}; the {_OFFLINE_KIND[role]} kind needs no model"
 
 
@@ -163,6 +169,8 @@ def _is_configured(role: str, kind: str, settings: Settings) -> bool:
         return settings.text.effective_base_url() is None and _is_local_model(settings.text.model)
     if (role, kind) == ("vision", "openai"):
         return bool(settings.vision.base_url)
+    if (role, kind) == ("image", "a1111"):
+        return bool(settings.image.api_url)
     if (role, kind) == ("vision", "mlx"):
         return not settings.vision.base_url and _is_local_model(settings.vision.model)
     return False

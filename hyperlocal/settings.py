@@ -106,6 +106,7 @@ class ImageSettings(_Section):
         ge=-1,
         description="Base seed; unset derives one from the brief (reproducible), -1 draws one.",
     )
+    timeout_s: float = Field(default=300, gt=0, description="Seconds to wait for one picture.")
     long_prompts: Literal["fit", "chunk"] = Field(
         default="fit",
         description="fit: drop the least important phrases to fit 77 tokens; chunk: send "

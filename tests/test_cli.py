@@ -118,7 +118,7 @@ def test_an_unknown_font_is_an_error_naming_the_installed_ones(prefect_env: str)
 
 
 def test_a_backend_kind_this_version_lacks_fails_before_any_work(prefect_env: str) -> None:
-    result = run_cli(env={"HYPERLOCAL_IMAGE__KIND": "a1111"})
+    result = run_cli(env={"HYPERLOCAL_IMAGE__KIND": "diffusers"})
     assert result.returncode == 2
     assert "HYPERLOCAL_IMAGE__KIND" in _one_clear_line(result)
 
