@@ -21,10 +21,11 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e .
 	@touch $@
 
+# torch==2.13.0 is the CPU build (a bare torch requirement pulls a multi-GB CUDA build).
 # open-clip-torch only for CLIP's vocabulary file: --no-deps keeps its torchvision out,
 # which breaks beside the CPU build of torch.
 $(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[test,mlx]"
+	$(PY) -m pip install --quiet -e ".[test,mlx,diffusers]" "torch==2.13.0"
 	$(PY) -m pip install --quiet --no-deps "open-clip-torch==3.3.0"
 	@touch $@ $(VENV)/.installed
 

@@ -71,6 +71,12 @@ def _a1111_image(settings: Settings) -> ImageBackend:
     return A1111ImageBackend.from_settings(settings.image, timeout_s=settings.image.timeout_s)
 
 
+def _diffusers_image(settings: Settings) -> ImageBackend:
+    from backends.diffusers_image import DiffusersImageBackend
+
+    return DiffusersImageBackend.from_settings(settings)
+
+
 def _builtin_image(settings: Settings) -> ImageBackend:
     from backends.builtin_image import BuiltinPainter
 
@@ -89,6 +95,7 @@ _BUILDERS: dict[tuple[str, str], Builder] = {
     ("text", "mlx"): _mlx_text,
     ("image", "builtin"): _builtin_image,
     ("image", "a1111"): _a1111_image,
+    ("image", "diffusers"): _diffusers_image,
     ("vision", "heuristic"): _heuristic_vision,
     ("vision", "openai"): _openai_vision,
     ("vision", "mlx"): _mlx_vision,
@@ -97,9 +104,7 @@ _BUILDERS: dict[tuple[str, str], Builder] = {
 _OFFLINE_KIND: dict[str, str] = {"text": "builtin", "image": "builtin", "vision": "heuristic"}
 # Kinds named in settings whose integration lands in a later version; until then
 # ``auto`` skips them and an explicit choice fails with this hint.
-_LATER: dict[tuple[str, str], str] = {
-    ("image", "diffusers"): "diffusers SDXL in process",
-}
+_LATER: dict[tuple[str, str], str] = {}
 
 _instances: dict[tuple[str, str, str], Any] = {}
 _lock = threading.Lock()
@@ -125,7 +130,7 @@ def _hint_auto_skipped(role: Role, settings: Settings) -> str:
     if role in ("text", "vision"):
         why = "names no server and no local mlx model folder"
     else:
-        why = "but no image kind of this version uses it (diffusers is still to come)"
+        why = "but neither api_url (a1111) nor model (diffusers) is set"
     return f"{', '.join(configured)} is set, {why}; the {_OFFLINE_KIND[role]} kind needs no model"
 
 
@@ -171,6 +176,9 @@ def _is_configured(role: str, kind: str, settings: Settings) -> bool:
         return bool(settings.vision.base_url)
     if (role, kind) == ("image", "a1111"):
         return bool(settings.image.api_url)
+    if (role, kind) == ("image", "diffusers"):
+        # With a server URL the model names its checkpoint (a1111); alone, it is ours to load.
+        return not settings.image.api_url and bool(settings.image.model)
     if (role, kind) == ("vision", "mlx"):
         return not settings.vision.base_url and _is_local_model(settings.vision.model)
     return False

@@ -84,6 +84,17 @@ class TextSettings(_Section):
         return TEXT_PROVIDER_URLS.get(self.provider) if self.provider else None
 
 
+class LoraSettings(_Section):
+    """One LoRA applied on top of the diffusers image model."""
+
+    path: str = Field(description="A LoRA .safetensors file, or a folder holding one.")
+    strength: float = Field(default=1.0, ge=-4, le=4, description="How strongly it applies.")
+    name: str | None = Field(default=None, description="Adapter name (default: the file stem).")
+
+
+ImageFlavor = Literal["auto", "base", "turbo", "lcm"]
+
+
 class ImageSettings(_Section):
     """The model that paints the background."""
 
@@ -113,6 +124,59 @@ class ImageSettings(_Section):
         "75-token chunks to backends that encode them (A1111 BREAK, compel).",
     )
     max_chunks: int = Field(default=3, ge=1, le=8, description="Chunks at most in chunk mode.")
+    # The diffusers kind (in process).
+    flavor: ImageFlavor = Field(
+        default="auto",
+        description="base, turbo or lcm: the sampling a model expects (guidance off and few "
+        "steps for turbo and LCM); auto reads it from the model and its LoRAs.",
+    )
+    config: str | None = Field(
+        default=None,
+        description="For a single .safetensors checkpoint: a diffusers SDXL folder with its "
+        "configs and tokenizers (model_index.json, unet/config.json ...).",
+    )
+    device: str = Field(
+        default="auto", description="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu."
+    )
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        default="auto", description="auto: float16 on GPUs, float32 on the CPU."
+    )
+    loras: list[LoraSettings] = Field(
+        default_factory=list,
+        description='LoRAs with a strength, e.g. [{"path": "loras/ink.safetensors", '
+        '"strength": 0.8}]; one made for another model width is skipped with a warning.',
+    )
+    vae_tiling: bool = Field(
+        default=False, description="Decode the picture in tiles (less memory)."
+    )
+    attention_slicing: bool = Field(
+        default=False, description="Compute attention in slices (less memory, a little slower)."
+    )
+    cpu_offload: bool = Field(
+        default=False, description="Keep idle model parts in CPU memory (GPU only; slower)."
+    )
+    max_batch: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="Pictures painted in one batch at most; unset: 4 on a GPU, 1 on the CPU.",
+    )
+    allow_download: bool = Field(
+        default=False,
+        description="Let a model id that is not a local path be fetched from the Hugging Face "
+        "hub during a run; off, only local files are read.",
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        text = value.strip().lower()
+        base, _, index = text.partition(":")
+        if base not in ("auto", "cuda", "mps", "cpu") or (index and not index.isdigit()):
+            raise ValueError(f"{value!r} is not auto, cuda, cuda:N, mps or cpu")
+        if index and base != "cuda":
+            raise ValueError(f"{value!r}: only cuda takes a device number")
+        return text
 
     @field_validator("size")
     @classmethod

@@ -117,10 +117,19 @@ def test_an_unknown_font_is_an_error_naming_the_installed_ones(prefect_env: str)
     assert "Source Sans Pro" in line
 
 
-def test_a_backend_kind_this_version_lacks_fails_before_any_work(prefect_env: str) -> None:
+def test_a_backend_kind_without_its_model_fails_before_any_work(prefect_env: str) -> None:
     result = run_cli(env={"HYPERLOCAL_IMAGE__KIND": "diffusers"})
     assert result.returncode == 2
-    assert "HYPERLOCAL_IMAGE__KIND" in _one_clear_line(result)
+    assert "HYPERLOCAL_IMAGE__MODEL" in _one_clear_line(result)
+
+
+def test_a_diffusers_model_that_is_not_sdxl_is_one_line(prefect_env: str, tmp_path: Path) -> None:
+    (tmp_path / "model_index.json").write_text('{"_class_name": "FluxPipeline"}')
+    result = run_cli(
+        env={"HYPERLOCAL_IMAGE__KIND": "diffusers", "HYPERLOCAL_IMAGE__MODEL": str(tmp_path)}
+    )
+    assert result.returncode == 2
+    assert "not an SDXL pipeline" in _one_clear_line(result)
 
 
 def test_check_shows_every_backend_and_its_health() -> None:
