@@ -50,6 +50,12 @@ def flyer(
     variants: Annotated[int | None, Field(ge=1, le=8, description="Variants to make.")] = None,
     formats: Annotated[list[FormatName] | None, Field(description="Formats to make.")] = None,
     fresh: Annotated[bool, Field(description="Ignore cached results and recompute.")] = False,
+    print_ready: Annotated[
+        bool | None, Field(description="Print PDFs with bleed (1/8 in, 3 mm on ISO sizes).")
+    ] = None,
+    crop_marks: Annotated[
+        bool | None, Field(description="Crop marks outside the bleed (implies print).")
+    ] = None,
     assets_from: Annotated[
         str | None, Field(description="Folder the brief's relative asset paths are read from.")
     ] = None,
@@ -59,7 +65,13 @@ def flyer(
     Raises ``ConfigurationError`` (bad settings, brief assets, fonts, backends)
     before any model work, or the first step fault left after its retries.
     """
-    settings = load_settings(profile=profile, variants=variants, formats=formats)
+    settings = load_settings(
+        profile=profile,
+        variants=variants,
+        formats=formats,
+        layout__print=print_ready,
+        layout__crop_marks=crop_marks,
+    )
     brief = _checked_assets(brief, Path(assets_from) if assets_from else None, settings.asset_dirs)
     return FlyerRun(brief, settings, fresh=fresh).execute()
 
@@ -105,6 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         choices=sorted(FORMATS),
         help="a format to make (repeat for several); default: the profile's",
+    )
+    parser.add_argument(
+        "--print",
+        dest="print_ready",
+        action="store_true",
+        default=None,
+        help="print-ready PDFs: the picture bleeds 1/8 in (3 mm) past the trim",
+    )
+    parser.add_argument(
+        "--crop-marks",
+        action="store_true",
+        default=None,
+        help="add crop marks outside the bleed (implies --print)",
     )
     parser.add_argument("--fresh", action="store_true", help="ignore the cache and recompute")
     parser.add_argument("--check", action="store_true", help="show each backend's health and exit")
@@ -260,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     profile=args.profile,
                     variants=args.variants,
                     formats=args.formats,
+                    print_ready=args.print_ready,
+                    crop_marks=args.crop_marks,
                     fresh=args.fresh,
                     assets_from=str(brief_dir.resolve()),
                 )

@@ -25,9 +25,10 @@ from pydantic import BaseModel
 from backends import registry
 from backends.base import ArtRequest, CheckRequest, CopyRequest, ImageRequest
 from hyperlocal import __version__
+from hyperlocal.designs import design_for_variant, place_design
 from hyperlocal.errors import InvalidModelOutput, LayoutError, PassingFault, PictureRejected
 from hyperlocal.fonts import resolve_font
-from hyperlocal.formats import FlyerFormat, get_format, sdxl_size_for
+from hyperlocal.formats import FlyerFormat, Zone, get_format, sdxl_size_for
 from hyperlocal.models import (
     AttemptRecord,
     BackendIdentity,
@@ -109,12 +110,15 @@ def attempt_seed(base: int, variant: int, attempt: int) -> int:
     return (base + (variant - 1) * 1_000_003 + (attempt - 1) * 7_919) % 2**32
 
 
-def picture_size(settings: Settings, fmt: FlyerFormat) -> tuple[int, int]:
-    """Return the picture size for a format: the fixed size if set, else SDXL-trained size."""
+def picture_size(settings: Settings, aspect: float) -> tuple[int, int]:
+    """Return the picture size for a picture box of ``aspect`` (width / height).
+
+    The fixed size when set, else the SDXL-trained size nearest the aspect.
+    """
     fixed = settings.image.fixed_size()
     if fixed is not None:
         return fixed
-    return sdxl_size_for(fmt.aspect, settings.image.megapixels or 1.0)
+    return sdxl_size_for(aspect, settings.image.megapixels or 1.0)
 
 
 class _Steps:
@@ -227,7 +231,12 @@ class FlyerRun:
             return self._step(task, request, builtin, variant=variant)
 
     def _picture(
-        self, variant: int, fmt: FlyerFormat, request_base: dict[str, Any], subject: str
+        self,
+        variant: int,
+        fmt: FlyerFormat,
+        calm_zone: Zone,
+        request_base: dict[str, Any],
+        subject: str,
     ) -> tuple[GeneratedImage, list[AttemptRecord], bool | None]:
         settings = self.settings
         attempts: list[AttemptRecord] = []
@@ -248,7 +257,7 @@ class FlyerRun:
             if settings.qc.enabled:
                 check = CheckRequest(
                     image=image,
-                    text_zone=fmt.text_zone,
+                    text_zone=calm_zone,
                     subject=subject,
                     min_score=settings.qc.min_score,
                 )
@@ -318,21 +327,24 @@ class FlyerRun:
         subject = next((p.text for p in art.phrases if p.role == "subject"), art.phrases[0].text)
         records: list[FormatRecord] = []
         flyers: list[RenderedFlyer] = []
+        design = design_for_variant(variant, settings.layout.designs)
         for fmt in self.formats:
+            placed = place_design(fmt, design)
             fitted = self._step(
                 self.steps.fit_prompt,
                 art,
-                fmt.text_zone,
+                placed.calm_zone,
                 settings.image.long_prompts,
                 settings.image.max_chunks,
                 settings,
                 variant=variant,
                 format_name=fmt.name,
             )
-            width, height = picture_size(settings, fmt)
+            width, height = picture_size(settings, placed.picture_aspect(fmt))
             image, attempts, passed = self._picture(
                 variant,
                 fmt,
+                placed.calm_zone,
                 {
                     "prompt": fitted,
                     "width": width,
@@ -340,7 +352,7 @@ class FlyerRun:
                     "steps": settings.image.steps or 1,
                     "cfg_scale": settings.image.cfg_scale or 0.0,
                     "palette": list(self.brief.brand.colors),
-                    "text_zone": fmt.text_zone,
+                    "text_zone": placed.calm_zone,
                 },
                 subject,
             )
@@ -358,6 +370,9 @@ class FlyerRun:
                     template=self.template,
                     template_digest=self.template_digest,
                     logo_digest=self.logo_digest,
+                    design=placed.design,
+                    bleed=settings.layout.print or settings.layout.crop_marks,
+                    crop_marks=settings.layout.crop_marks,
                 ),
                 variant=variant,
                 format_name=fmt.name,
@@ -367,6 +382,7 @@ class FlyerRun:
             records.append(
                 FormatRecord(
                     format=fmt.name,
+                    design=placed.design,
                     prompt=fitted,
                     attempts=attempts,
                     chosen_attempt=next(a.attempt for a in attempts if a.seed == image.seed),

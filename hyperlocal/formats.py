@@ -14,7 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 OutputKind = Literal["pdf", "png"]
-FormatName = Literal["letter", "square"]
+FormatName = Literal["letter", "a4", "half_letter", "square", "portrait", "story"]
+Medium = Literal["print", "screen"]
 
 #: Sizes SDXL was trained on (width, height); every one is a multiple of 64.
 SDXL_TRAINED_SIZES: tuple[tuple[int, int], ...] = (
@@ -56,7 +57,7 @@ class Zone(BaseModel):
 
 
 class FlyerFormat(BaseModel):
-    """One flyer format: its trim size, the files it produces and its zones."""
+    """One flyer format: its trim size, the files it produces, its bleed and safe area."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -66,8 +67,19 @@ class FlyerFormat(BaseModel):
     height: float = Field(gt=0, description="Trim height in `unit`.")
     unit: Literal["in", "mm", "px"]
     outputs: tuple[OutputKind, ...]
-    text_zone: Zone
-    header_zone: Zone
+    medium: Medium
+    bleed: float = Field(
+        default=0, ge=0, description="Print bleed in `unit` (1/8 in US sizes, 3 mm ISO)."
+    )
+    safe_margin: float = Field(
+        default=0, ge=0, description="Least distance of text from the trim edge, in `unit`."
+    )
+    ui_top: float = Field(
+        default=0, ge=0, lt=0.5, description="Share of the height an app covers at the top."
+    )
+    ui_bottom: float = Field(
+        default=0, ge=0, lt=0.5, description="Share of the height an app covers at the bottom."
+    )
 
     @property
     def aspect(self) -> float:
@@ -83,6 +95,40 @@ class FlyerFormat(BaseModel):
     def height_pt(self) -> float:
         """Trim height in typographic points."""
         return _to_pt(self.height, self.unit)
+
+    @property
+    def bleed_pt(self) -> float:
+        """Bleed in points (0 for screen formats)."""
+        return _to_pt(self.bleed, self.unit)
+
+    @property
+    def safe(self) -> Zone:
+        """Where text, logo and QR code may go, in fractions of the trim.
+
+        The margin is 6 % of the shorter side (the layouts' breathing room), never
+        less than the print safe margin; a story also keeps clear of the bands the
+        app draws over it at the top and bottom.
+        """
+        short = min(self.width_pt, self.height_pt)
+        margin = max(0.06 * short, _to_pt(self.safe_margin, self.unit))
+        mx, my = margin / self.width_pt, margin / self.height_pt
+        top = max(my, self.ui_top)
+        bottom = max(my, self.ui_bottom)
+        return Zone(x=mx, y=top, w=1 - 2 * mx, h=1 - top - bottom)
+
+    @property
+    def text_zone(self) -> Zone:
+        """The text zone of the default design (``frosted``), in fractions of the trim."""
+        from hyperlocal.designs import place_design
+
+        return place_design(self, "frosted").text_zone
+
+    @property
+    def header_zone(self) -> Zone:
+        """The header zone of the default design (``frosted``)."""
+        from hyperlocal.designs import place_design
+
+        return place_design(self, "frosted").header_zone
 
     def png_ppi(self, print_ppi: int) -> float:
         """Return the PNG resolution: exact pixels for screen formats, else ``print_ppi``."""
@@ -101,6 +147,10 @@ def _to_pt(value: float, unit: str) -> float:
     return value * 72 / PIXEL_FORMAT_PPI
 
 
+_US_PRINT = {"unit": "in", "outputs": ("pdf", "png"), "medium": "print", "bleed": 0.125}
+_ISO_PRINT = {"unit": "mm", "outputs": ("pdf", "png"), "medium": "print", "bleed": 3.0}
+_SCREEN = {"unit": "px", "outputs": ("png",), "medium": "screen"}
+
 FORMATS: dict[str, FlyerFormat] = {
     fmt.name: fmt
     for fmt in (
@@ -109,20 +159,36 @@ FORMATS: dict[str, FlyerFormat] = {
             label="US letter poster",
             width=8.5,
             height=11,
-            unit="in",
-            outputs=("pdf", "png"),
-            header_zone=Zone(x=0.06, y=0.04, w=0.88, h=0.09),
-            text_zone=Zone(x=0.06, y=0.46, w=0.88, h=0.50),
+            safe_margin=0.25,
+            **_US_PRINT,
         ),
         FlyerFormat(
-            name="square",
-            label="1080x1080 social post",
+            name="a4", label="A4 poster", width=210, height=297, safe_margin=6, **_ISO_PRINT
+        ),
+        FlyerFormat(
+            name="half_letter",
+            label="Half-letter handbill",
+            width=5.5,
+            height=8.5,
+            safe_margin=0.1875,
+            **_US_PRINT,
+        ),
+        FlyerFormat(
+            name="square", label="1080x1080 social post", width=1080, height=1080, **_SCREEN
+        ),
+        FlyerFormat(
+            name="portrait", label="1080x1350 portrait post", width=1080, height=1350, **_SCREEN
+        ),
+        # Stories: the app's profile bar covers the top 250 px and the reply bar the
+        # bottom 340 px, so no text goes there.
+        FlyerFormat(
+            name="story",
+            label="1080x1920 story",
             width=1080,
-            height=1080,
-            unit="px",
-            outputs=("png",),
-            header_zone=Zone(x=0.06, y=0.05, w=0.88, h=0.09),
-            text_zone=Zone(x=0.06, y=0.38, w=0.88, h=0.57),
+            height=1920,
+            ui_top=250 / 1920,
+            ui_bottom=340 / 1920,
+            **_SCREEN,
         ),
     )
 }

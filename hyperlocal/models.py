@@ -372,6 +372,7 @@ class RenderedFlyer(BaseModel):
 
     variant: int
     format: str
+    design: str = "frosted"
     pdf: bytes | None = Field(default=None, repr=False)
     png: bytes = Field(repr=False)
     png_width: int
@@ -409,6 +410,7 @@ class FormatRecord(BaseModel):
     """What one variant produced in one format."""
 
     format: str
+    design: str = Field(default="frosted", description="The layout design of this variant.")
     prompt: FittedPrompt
     attempts: list[AttemptRecord]
     chosen_attempt: int

@@ -27,6 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from hyperlocal.designs import DESIGNS, DesignName
 from hyperlocal.errors import SettingsError
 from hyperlocal.formats import FORMATS, FormatName
 
@@ -251,6 +252,18 @@ class LayoutSettings(_Section):
     body_font: str = Field(default="Source Sans Pro", description="Default body font family.")
     template: Path | None = Field(
         default=None, description="A Typst template to use instead of templates/flyer.typ."
+    )
+    designs: list[DesignName] = Field(
+        default_factory=lambda: list(DESIGNS),
+        min_length=1,
+        description="Layout designs the variants take in turn: frosted, split, scrim.",
+    )
+    print: bool = Field(
+        default=False,
+        description="Print-ready PDFs: picture bleeds 1/8 in (3 mm on ISO sizes) past the trim.",
+    )
+    crop_marks: bool = Field(
+        default=False, description="Add crop marks outside the bleed (implies print)."
     )
 
 

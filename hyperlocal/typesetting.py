@@ -24,8 +24,15 @@ from urllib.parse import urlsplit
 import typst
 from PIL import Image, ImageDraw, ImageFilter
 
-from hyperlocal import contrast, fonts, qr
-from hyperlocal.contrast import load_picture, needed_opacity, visible_box, zone_pixels
+from hyperlocal import contrast, designs, fonts, formats, qr
+from hyperlocal.contrast import (
+    load_picture,
+    measure_text_style,
+    needed_opacity,
+    visible_box,
+    zone_pixels,
+)
+from hyperlocal.designs import MIN_OPACITY, PlacedDesign, place_design
 from hyperlocal.errors import AssetError, LayoutError, TextOverflow
 from hyperlocal.fonts import installed_fonts, missing_glyphs, resolve_font
 from hyperlocal.formats import FlyerFormat, Zone
@@ -35,7 +42,7 @@ from hyperlocal.qr import qr_svg
 #: The flyer template of a source checkout (``templates/flyer.typ`` beside the package).
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "flyer.typ"
 #: The code whose output a rendered flyer depends on, besides the template.
-_RENDER_MODULES = (contrast, fonts, qr)
+_RENDER_MODULES = (contrast, designs, fonts, formats, qr)
 
 
 def _frosted(png: bytes, zone: Zone, page_aspect: float, radius: float) -> bytes:
@@ -61,6 +68,96 @@ def _frosted(png: bytes, zone: Zone, page_aspect: float, radius: float) -> bytes
     out = io.BytesIO()
     image.save(out, format="PNG", compress_level=3)
     return out.getvalue()
+
+
+#: Room beyond the bleed for crop marks (1/4 inch), only when marks are asked for.
+SLUG_PT = 18.0
+
+
+@dataclass(frozen=True)
+class PageGeometry:
+    """The page Typst draws: the trim, plus bleed and (for crop marks) a slug around it."""
+
+    trim_width: float
+    trim_height: float
+    bleed: float = 0.0
+    slug: float = 0.0
+
+    @classmethod
+    def for_format(cls, fmt: FlyerFormat, bleed: bool, crop_marks: bool) -> PageGeometry:
+        """Return the page for ``fmt``; bleed and crop marks only apply to print formats."""
+        printing = fmt.medium == "print"
+        return cls(
+            trim_width=fmt.width_pt,
+            trim_height=fmt.height_pt,
+            bleed=fmt.bleed_pt if printing and (bleed or crop_marks) else 0.0,
+            slug=SLUG_PT if printing and crop_marks else 0.0,
+        )
+
+    @property
+    def offset(self) -> float:
+        """Distance from the page edge to the trim, in pt."""
+        return self.bleed + self.slug
+
+    @property
+    def width(self) -> float:
+        """Whole page width in pt."""
+        return self.trim_width + 2 * self.offset
+
+    @property
+    def height(self) -> float:
+        """Whole page height in pt."""
+        return self.trim_height + 2 * self.offset
+
+    def picture_rect(self, picture: Zone) -> tuple[float, float, float, float]:
+        """Return the picture's box (x, y, w, h in pt of the page), edges extended into bleed."""
+        left = picture.x * self.trim_width - (self.bleed if picture.x <= 0 else 0.0)
+        top = picture.y * self.trim_height - (self.bleed if picture.y <= 0 else 0.0)
+        right = (picture.x + picture.w) * self.trim_width
+        right += self.bleed if picture.x + picture.w >= 1 else 0.0
+        bottom = (picture.y + picture.h) * self.trim_height
+        bottom += self.bleed if picture.y + picture.h >= 1 else 0.0
+        return left + self.offset, top + self.offset, right - left, bottom - top
+
+    def in_picture(self, zone: Zone, picture: Zone) -> tuple[Zone, float]:
+        """Return ``zone`` (trim fractions) in fractions of the picture's box, and its aspect."""
+        x, y, w, h = self.picture_rect(picture)
+        zx = self.offset + zone.x * self.trim_width
+        zy = self.offset + zone.y * self.trim_height
+        left = min(0.999, max(0.0, (zx - x) / w))
+        top = min(0.999, max(0.0, (zy - y) / h))
+        right = min(1.0, (zx + zone.w * self.trim_width - x) / w)
+        bottom = min(1.0, (zy + zone.h * self.trim_height - y) / h)
+        width = min(1 - left, max(0.001, right - left))
+        height = min(1 - top, max(0.001, bottom - top))
+        inside = Zone(x=left, y=top, w=width, h=height)
+        return inside, w / h
+
+
+def measure_style(
+    background_png: bytes,
+    fmt: FlyerFormat,
+    placed: PlacedDesign,
+    palette: list[str],
+    geometry: PageGeometry,
+) -> TextStyle:
+    """Choose text and panel colours for the design from the picture under its text zone.
+
+    A frosted panel is at least 75 % opaque, a scrim 55 %, a solid panel 100 %;
+    each reaches WCAG 4.5:1 on the worst-case pixel. Raises ``InvalidImage``.
+    """
+    zone, aspect = geometry.in_picture(
+        # Over a solid panel the picture does not matter (the panel hides it).
+        placed.text_zone if placed.text_on_picture else placed.picture,
+        placed.picture,
+    )
+    return measure_text_style(
+        background_png,
+        zone,
+        palette,
+        page_aspect=aspect,
+        min_opacity=MIN_OPACITY[placed.treatment],
+    )
 
 
 @dataclass(frozen=True)
@@ -183,7 +280,18 @@ def _typst_fonts() -> typst.Fonts:
     )
 
 
-def typeset_flyer(
+@dataclass(frozen=True)
+class TypstJob:
+    """A job folder written for Typst: what compiling it and checking the result need."""
+
+    entry: Path
+    geometry: PageGeometry
+    scale: dict[str, float]
+    ppi: float
+
+
+def write_job(
+    folder: Path,
     *,
     fmt: FlyerFormat,
     copy: FlyerCopy,
@@ -195,15 +303,18 @@ def typeset_flyer(
     logo_path: Path | None,
     print_ppi: int,
     template: Path = DEFAULT_TEMPLATE,
-) -> TypesetFlyer:
-    """Typeset one flyer and return its PDF (when the format has one), PNG and font sizes.
+    design: PlacedDesign | None = None,
+    bleed: bool = False,
+    crop_marks: bool = False,
+) -> TypstJob:
+    """Write the Typst job for one flyer into ``folder`` and return how to compile it.
 
-    The PNG is rendered at ``fmt.png_ppi(print_ppi)`` and is exactly the format's
-    pixel size (1080x1080 for a square post, 1275x1650 for letter at 150 ppi).
-    Raises ``LayoutError`` for text that cannot fit (naming the block), an unknown
-    font, a character the fonts cannot draw or a template failure; ``AssetError``
-    for a logo file that is missing; ``InvalidImage`` for a background that is not
-    a picture.
+    The folder gets ``data.json``, ``bg.png`` (frosted under the text for the
+    ``frosted`` treatment), the logo, ``qr.svg`` and ``flyer.typ``; compile
+    ``entry`` with ``root=folder`` and the PNG at ``ppi``. The arguments are
+    ``typeset_flyer``'s. Raises ``LayoutError`` for an unknown font or a
+    character the fonts cannot draw, ``AssetError`` for a logo file that is
+    missing, ``InvalidImage`` for a background that is not a picture.
     """
     heading = resolve_font(heading_font)
     body = resolve_font(body_font)
@@ -226,66 +337,144 @@ def typeset_flyer(
         raise AssetError(f"logo {str(logo_path)!r} does not exist or is not a file")
     qr = qr_svg(brief.url) if brief.url else None
     scale = type_scale(fmt)
-    aspect = fmt.width_pt / fmt.height_pt
+    placed = design or place_design(fmt, "frosted")
+    geometry = PageGeometry.for_format(fmt, bleed, crop_marks)
+    picture = geometry.picture_rect(placed.picture)
     # The header chip sits on whatever the picture has there: measure it too, with the
     # text panel's colours, so the business name is as readable as the body.
-    header_pixels = zone_pixels(background_png, fmt.header_zone, aspect)
+    header_zone, aspect = geometry.in_picture(placed.header_zone, placed.picture)
     header_opacity = max(
-        style.panel_opacity,
-        needed_opacity(header_pixels, style.panel_color, style.text_color),
+        MIN_OPACITY["frosted"],
+        needed_opacity(
+            zone_pixels(background_png, header_zone, aspect),
+            style.panel_color,
+            style.text_color,
+        ),
     )
-    ppi = fmt.png_ppi(print_ppi)
+    if placed.treatment == "frosted":
+        corner = scale["radius"] / picture[2]
+        text_zone, _ = geometry.in_picture(placed.text_zone, placed.picture)
+        background_png = _frosted(background_png, text_zone, aspect, corner)
+    (folder / "bg.png").write_bytes(background_png)
+    logo_name = None
+    if logo_path is not None:
+        logo_name = "logo" + logo_path.suffix.lower()
+        shutil.copyfile(logo_path, folder / logo_name)
+    if qr is not None:
+        (folder / "qr.svg").write_text(qr, encoding="utf-8")
+    data: dict[str, Any] = {
+        "page": {
+            "width": geometry.width,
+            "height": geometry.height,
+            "trim_width": geometry.trim_width,
+            "trim_height": geometry.trim_height,
+            "offset": geometry.offset,
+            "bleed": geometry.bleed,
+            "crop_marks": geometry.slug > 0,
+        },
+        "design": {
+            "name": placed.design,
+            "treatment": placed.treatment,
+            "picture": dict(zip(("x", "y", "w", "h"), picture, strict=True)),
+            "scrim_from": geometry.offset + placed.scrim_from * geometry.trim_height,
+        },
+        "sizes": scale,
+        "header_zone": placed.header_zone.model_dump(),
+        "text_zone": placed.text_zone.model_dump(),
+        "fonts": {"heading": heading, "body": body},
+        "style": {
+            "text": style.text_color,
+            "panel": style.panel_color,
+            "panel_opacity": style.panel_opacity,
+            "header_opacity": header_opacity,
+            "accent": style.accent_color,
+            "accent_text": style.accent_text_color,
+        },
+        "text": {
+            "business": brief.business,
+            "headline": copy.headline,
+            "subhead": copy.subhead,
+            "facts": facts,
+            "points": list(copy.body_points),
+            "cta": copy.call_to_action,
+            "fine_print": copy.fine_print,
+            "link": label,
+        },
+        "files": {
+            "background": "/bg.png",
+            "logo": f"/{logo_name}" if logo_name else None,
+            "qr": "/qr.svg" if qr is not None else None,
+        },
+    }
+    (folder / "data.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    shutil.copyfile(template, folder / "flyer.typ")
+    return TypstJob(
+        entry=folder / "flyer.typ",
+        geometry=geometry,
+        scale=scale,
+        ppi=fmt.png_ppi(print_ppi),
+    )
+
+
+def typeset_flyer(
+    *,
+    fmt: FlyerFormat,
+    copy: FlyerCopy,
+    brief: Brief,
+    background_png: bytes,
+    style: TextStyle,
+    heading_font: str,
+    body_font: str,
+    logo_path: Path | None,
+    print_ppi: int,
+    template: Path = DEFAULT_TEMPLATE,
+    design: PlacedDesign | None = None,
+    bleed: bool = False,
+    crop_marks: bool = False,
+) -> TypesetFlyer:
+    """Typeset one flyer and return its PDF (when the format has one), PNG and font sizes.
+
+    The PNG is rendered at ``fmt.png_ppi(print_ppi)`` and is exactly the format's
+    trim in pixels (1080x1080 for a square post, 1275x1650 for letter at 150 ppi).
+    ``design`` places picture, header and text (default: ``frosted``). On print
+    formats ``bleed`` extends the picture 1/8 in (3 mm) past the trim and
+    ``crop_marks`` adds marks outside the bleed; the PDF's TrimBox is then the
+    format's size and its BleedBox the bleed's.
+    Raises ``LayoutError`` for text that cannot fit (naming the block), an unknown
+    font, a character the fonts cannot draw or a template failure; ``AssetError``
+    for a logo file that is missing; ``InvalidImage`` for a background that is not
+    a picture.
+    """
     with tempfile.TemporaryDirectory(prefix="hyperlocal-typst-") as folder:
         root = Path(folder)
-        corner = scale["radius"] / fmt.width_pt
-        (root / "bg.png").write_bytes(_frosted(background_png, fmt.text_zone, aspect, corner))
-        logo_name = None
-        if logo_path is not None:
-            logo_name = "logo" + logo_path.suffix.lower()
-            shutil.copyfile(logo_path, root / logo_name)
-        if qr is not None:
-            (root / "qr.svg").write_text(qr, encoding="utf-8")
-        data: dict[str, Any] = {
-            "page": {"width": fmt.width_pt, "height": fmt.height_pt},
-            "sizes": scale,
-            "header_zone": fmt.header_zone.model_dump(),
-            "text_zone": fmt.text_zone.model_dump(),
-            "fonts": {"heading": heading, "body": body},
-            "style": {
-                "text": style.text_color,
-                "panel": style.panel_color,
-                "panel_opacity": style.panel_opacity,
-                "header_opacity": header_opacity,
-                "accent": style.accent_color,
-                "accent_text": style.accent_text_color,
-            },
-            "text": {
-                "business": brief.business,
-                "headline": copy.headline,
-                "subhead": copy.subhead,
-                "facts": facts,
-                "points": list(copy.body_points),
-                "cta": copy.call_to_action,
-                "fine_print": copy.fine_print,
-                "link": label,
-            },
-            "files": {
-                "background": "/bg.png",
-                "logo": f"/{logo_name}" if logo_name else None,
-                "qr": "/qr.svg" if qr is not None else None,
-            },
-        }
-        (root / "data.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-        shutil.copyfile(template, root / "flyer.typ")
-        compiler = typst.Compiler(
-            str(root / "flyer.typ"), root=str(root), font_paths=_typst_fonts()
+        job = write_job(
+            root,
+            fmt=fmt,
+            copy=copy,
+            brief=brief,
+            background_png=background_png,
+            style=style,
+            heading_font=heading_font,
+            body_font=body_font,
+            logo_path=logo_path,
+            print_ppi=print_ppi,
+            template=template,
+            design=design,
+            bleed=bleed,
+            crop_marks=crop_marks,
         )
+        geometry, scale, ppi = job.geometry, job.scale, job.ppi
+        compiler = typst.Compiler(str(job.entry), root=str(root), font_paths=_typst_fonts())
         try:
             pdf = _compile(compiler, "pdf") if "pdf" in fmt.outputs else None
             png = _compile(compiler, "png", ppi)
             fitted = json.loads(compiler.query("<fitted>", field="value"))
         except RuntimeError as exc:  # typst.TypstError, or a plain one from query
             raise _layout_error(exc, fmt, scale) from exc
+    if pdf is not None:
+        pdf = set_print_boxes(pdf, geometry)
+    if geometry.offset > 0:
+        png = _crop_to_trim(png, geometry, ppi, _expected_pixels(fmt, ppi))
     width, height = _png_size(png)
     expected = _expected_pixels(fmt, ppi)
     if (width, height) != expected:
@@ -295,6 +484,44 @@ def typeset_flyer(
         )
     sizes = {name: round(float(value), 2) for found in fitted for name, value in found.items()}
     return TypesetFlyer(pdf=pdf, png=png, png_width=width, png_height=height, font_sizes=sizes)
+
+
+def set_print_boxes(pdf: bytes, geometry: PageGeometry) -> bytes:
+    """Return ``pdf`` with its TrimBox (the format) and BleedBox (trim plus bleed) set.
+
+    Printers cut at the TrimBox; with no bleed both boxes are the whole page.
+    """
+    from pypdf import PdfReader, PdfWriter
+    from pypdf.generic import RectangleObject
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf)))
+    for page in writer.pages:
+        height = float(page.mediabox.height)
+        # PDF boxes count from the bottom-left corner; Typst's page is the MediaBox.
+        trim = (
+            geometry.offset,
+            height - geometry.offset - geometry.trim_height,
+            geometry.offset + geometry.trim_width,
+            height - geometry.offset,
+        )
+        inset = geometry.slug
+        page.trimbox = RectangleObject(trim)
+        page.bleedbox = RectangleObject(
+            (inset, inset, float(page.mediabox.width) - inset, height - inset)
+        )
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _crop_to_trim(png: bytes, geometry: PageGeometry, ppi: float, size: tuple[int, int]) -> bytes:
+    """Cut the bleed and marks off a rendered page: the PNG is the trimmed flyer."""
+    with Image.open(io.BytesIO(png)) as page:
+        left = round(geometry.offset * ppi / 72)
+        trimmed = page.crop((left, left, left + size[0], left + size[1]))
+        out = io.BytesIO()
+        trimmed.save(out, format="PNG")
+    return out.getvalue()
 
 
 def _compile(compiler: typst.Compiler, kind: str, ppi: float | None = None) -> bytes:

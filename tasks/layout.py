@@ -9,11 +9,17 @@ from pathlib import Path
 from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
-from hyperlocal.contrast import measure_text_style
+from hyperlocal.designs import DesignName, PlacedDesign, place_design
 from hyperlocal.errors import TextOverflow
 from hyperlocal.formats import FlyerFormat, get_format
 from hyperlocal.models import Brief, FlyerCopy, GeneratedImage, RenderedFlyer, TextStyle
-from hyperlocal.typesetting import DEFAULT_TEMPLATE, TypesetFlyer, typeset_flyer
+from hyperlocal.typesetting import (
+    DEFAULT_TEMPLATE,
+    PageGeometry,
+    TypesetFlyer,
+    measure_style,
+    typeset_flyer,
+)
 from tasks.caching import PURE_STEP_POLICY
 from tasks.log import step_logger
 
@@ -36,6 +42,9 @@ class RenderRequest(BaseModel):
     template: Path
     template_digest: str = Field(description="Template and typesetting code: a change re-renders.")
     logo_digest: str | None = Field(default=None, description="Logo content: a change re-renders.")
+    design: DesignName = "frosted"
+    bleed: bool = Field(default=False, description="Print bleed (print formats only).")
+    crop_marks: bool = False
 
 
 def file_digest(path: Path) -> str:
@@ -61,7 +70,7 @@ def shorter_copies(copy: FlyerCopy) -> Iterator[tuple[FlyerCopy, list[str]]]:
 
 
 def _typeset_to_fit(
-    request: RenderRequest, fmt: FlyerFormat, style: TextStyle
+    request: RenderRequest, fmt: FlyerFormat, placed: PlacedDesign, style: TextStyle
 ) -> tuple[TypesetFlyer, list[str]]:
     overflow: TextOverflow | None = None
     for copy, cut in shorter_copies(request.copy_):
@@ -77,6 +86,9 @@ def _typeset_to_fit(
                 logo_path=request.brief.brand.logo,
                 print_ppi=request.print_ppi,
                 template=request.template,
+                design=placed,
+                bleed=request.bleed,
+                crop_marks=request.crop_marks,
             )
         except TextOverflow as exc:
             if exc.block != "body":
@@ -100,20 +112,20 @@ def render_flyer(request: RenderRequest) -> RenderedFlyer:
     """Return the flyer as PDF (print formats) and PNG bytes.
 
     Text colour and panel opacity are chosen from the measured picture under
-    the text zone. Raises ``LayoutError`` when text cannot fit or Typst fails.
+    the design's text zone. Raises ``LayoutError`` when text cannot fit or Typst fails.
     """
     fmt = get_format(request.format)
-    style = measure_text_style(
-        request.background.png,
-        fmt.text_zone,
-        list(request.brief.brand.colors),
-        page_aspect=fmt.aspect,
+    placed = place_design(fmt, request.design)
+    geometry = PageGeometry.for_format(fmt, request.bleed, request.crop_marks)
+    style = measure_style(
+        request.background.png, fmt, placed, list(request.brief.brand.colors), geometry
     )
-    typeset, cut = _typeset_to_fit(request, fmt, style)
+    typeset, cut = _typeset_to_fit(request, fmt, placed, style)
     step_logger().info(
-        "variant %d %s typeset: %dx%d px, contrast %.1f:1",
+        "variant %d %s (%s) typeset: %dx%d px, contrast %.1f:1",
         request.variant,
         fmt.name,
+        placed.design,
         typeset.png_width,
         typeset.png_height,
         style.contrast,
@@ -121,6 +133,7 @@ def render_flyer(request: RenderRequest) -> RenderedFlyer:
     return RenderedFlyer(
         variant=request.variant,
         format=fmt.name,
+        design=placed.design,
         pdf=typeset.pdf,
         png=typeset.png,
         png_width=typeset.png_width,

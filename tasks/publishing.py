@@ -69,7 +69,7 @@ def contact_sheet(flyers: list[RenderedFlyer]) -> bytes:
                 )
                 draw.text(
                     (x, y + THUMB_HEIGHT + 10),
-                    f"Variant {variant} · {name}",
+                    f"Variant {variant} · {name} · {flyer.design}",
                     fill="#333",
                     font=font,
                 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import io
-import time
 from pathlib import Path
 
 import numpy as np
@@ -190,16 +189,3 @@ def test_short_hex_colours_are_understood() -> None:
     short = BuiltinPainter().generate(make_request(seed=9, palette=["#fa0"])).png
     long = BuiltinPainter().generate(make_request(seed=9, palette=["#FFAA00"])).png
     assert short == long
-
-
-def test_a_one_megapixel_picture_paints_well_under_a_second() -> None:
-    painter = BuiltinPainter()
-    timings = []
-    # Best of a few tries, so one hiccup of a busy machine does not fail the test.
-    for seed in range(3):
-        started = time.perf_counter()
-        painter.generate(make_request(seed=seed, width=896, height=1152))
-        timings.append(time.perf_counter() - started)
-        if timings[-1] < 1.0:
-            break
-    assert min(timings) < 1.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import backends.heuristic_vision as heuristic_vision
 from backends.base import CheckRequest, VisionBackend
 from backends.builtin_image import STYLES, choose_style, paint_png
 from backends.heuristic_vision import HeuristicVision
+from hyperlocal.designs import DESIGNS, place_design
 from hyperlocal.errors import InvalidImage
 from hyperlocal.formats import FORMATS, Zone
 from hyperlocal.models import BackendIdentity, GeneratedImage, QCReport
@@ -130,9 +130,18 @@ def test_painter_pictures_pass_for_any_seed_palette_zone_and_size(
     assert report.passed, report.reasons
 
 
-def test_the_formats_own_text_zones_are_the_ones_calibrated_here() -> None:
-    assert FORMATS["letter"].text_zone == LETTER_ZONE
-    assert FORMATS["square"].text_zone == SQUARE_ZONE
+CALM_ZONES = {
+    f"{name}-{design}": place_design(fmt, design).calm_zone
+    for name, fmt in FORMATS.items()
+    for design in DESIGNS
+}
+
+
+@pytest.mark.parametrize("zone", CALM_ZONES.values(), ids=CALM_ZONES.keys())
+def test_every_format_and_designs_calm_zone_passes_with_painter_pictures(zone: Zone) -> None:
+    for style in STYLES:
+        report = check(painted_png(seed_for(style), 320, 416, BRAND, zone), zone, min_score=7.0)
+        assert report.passed, (style, report.reasons)
 
 
 def test_a_blank_picture_fails_as_blank_and_without_detail() -> None:
@@ -222,13 +231,3 @@ def test_a_picture_that_only_scrapes_past_a_limit_scores_lower_and_fails_a_stric
     assert scraping.score < relaxed.score
     assert not scraping.passed
     assert any("below the minimum" in reason for reason in scraping.reasons)
-
-
-def test_checking_a_one_megapixel_picture_takes_well_under_fifty_milliseconds() -> None:
-    png = painted_png(seed_for("bokeh"), 896, 1152)
-    timings = []
-    for _ in range(5):
-        started = time.perf_counter()
-        check(png)
-        timings.append(time.perf_counter() - started)
-    assert min(timings) < 0.05
