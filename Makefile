@@ -10,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BRIEF ?= examples/briefs/bakery.toml
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean browser
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "error: Hyperlocal needs Python 3.11 or newer on PATH (or PYTHON=...)"; exit 2; }
@@ -25,14 +25,23 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 # open-clip-torch only for CLIP's vocabulary file: --no-deps keeps its torchvision out,
 # which breaks beside the CPU build of torch.
 $(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[test,mlx,diffusers]" "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[test,mlx,diffusers,dask]" "torch==2.13.0"
 	$(PY) -m pip install --quiet --no-deps "open-clip-torch==3.3.0"
 	@touch $@ $(VENV)/.installed
+
+# The browser test of the Prefect UI drives Debian's chromium (Playwright downloads no
+# browser). Installed where apt-get can (CI runs as root); elsewhere that test is skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get install -y -qq chromium >/dev/null 2>&1 || \
+			{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
+		else echo "note: no chromium and no root apt-get: the UI browser test will be skipped"; fi; }
 
 demo: $(VENV)/.installed
 	$(PY) -m flows.flyer --brief $(BRIEF)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test browser
 	$(PY) -m pytest
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

@@ -25,6 +25,7 @@ import httpx
 from PIL import Image, UnidentifiedImageError
 
 from backends.base import Health, ImageRequest
+from backends.http_deadline import request_within
 from backends.structured_output import one_line
 from hyperlocal.clip_tokens import TokenCounter, clip_counter
 from hyperlocal.errors import (
@@ -94,7 +95,8 @@ def decode_png(data: str, width: int, height: int) -> bytes:
         with Image.open(io.BytesIO(png)) as picture:
             picture.verify()
             found_format, size = picture.format, picture.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    # A bomb (a header claiming a giant picture) is not a picture either.
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InvalidImage(f"the image server sent bytes that are not a picture: {exc}") from None
     if found_format != "PNG":
         raise InvalidImage(
@@ -330,7 +332,7 @@ class A1111ImageBackend:
         """Send one request; map transport failures onto passing faults."""
         where = f"{self._public_url}{path}"
         try:
-            return self._client.request(method, path, **kwargs)
+            return request_within(self._client, method, path, self.timeout_s, **kwargs)
         except httpx.TimeoutException:
             raise BackendTimeout(
                 f"no answer from {where} within {self.timeout_s:g} s: the server may be busy "
@@ -350,6 +352,9 @@ class A1111ImageBackend:
         status = response.status_code
         where = f"{self._public_url}{path}"
         message = _server_message(response)
+        if self._secret:
+            # A server or proxy may echo the request's credentials in its error.
+            message = message.replace(self._secret, "***")
         if status in (401, 403):
             return ConfigurationError(f"{_AUTH_HINT} ({where} answered HTTP {status})")
         if status == 408:

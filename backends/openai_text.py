@@ -25,6 +25,7 @@ from pydantic import BaseModel, SecretStr
 
 from backends.base import ArtRequest, CopyRequest, Health
 from backends.chat_prompts import PromptBudget, request_art, request_copy
+from backends.http_deadline import request_within
 from backends.structured_output import extract_json, one_line
 from hyperlocal.errors import (
     BackendBusy,
@@ -405,7 +406,7 @@ class OpenAITextBackend:
         """Send one request; map transport failures onto passing faults."""
         where = f"{self._public_url}{path}"
         try:
-            return self._client.request(method, path.lstrip("/"), **kwargs)
+            return request_within(self._client, method, path.lstrip("/"), self.timeout_s, **kwargs)
         except httpx.TimeoutException:
             raise BackendTimeout(
                 f"no answer from {where} within {self.timeout_s:g} s: the model may be too slow "

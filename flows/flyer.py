@@ -9,17 +9,21 @@ python -m flows.flyer --check                  # each backend's health, then exi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-from prefect import flow
+from prefect import Flow, flow
 from prefect.exceptions import ParameterTypeError
 from prefect.logging.handlers import PrefectConsoleHandler
+from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
 from rich.console import Console
 from rich.markup import escape
@@ -27,12 +31,14 @@ from rich.markup import escape
 from backends import registry
 from flows.progress import RichProgress
 from flows.run import FlyerRun, RunOutcome, progress_listener
+from flows.runners import ensure_gpu_limit, holds_gpu, task_runner_for
 from hyperlocal.assets import resolve_asset
 from hyperlocal.briefs import load_brief, validate_brief
 from hyperlocal.errors import AssetError, ConfigurationError, HyperlocalError
 from hyperlocal.formats import FORMATS, FormatName
 from hyperlocal.models import Brief
-from hyperlocal.settings import PROFILES, ProfileName, load_settings
+from hyperlocal.settings import PROFILES, ProfileName, Settings, load_settings
+from tasks.artifacts import artifact_key, expected_steps, publish_run_artifacts, tracked_progress
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BRIEF = PROJECT_ROOT / "examples" / "briefs" / "bakery.toml"
@@ -73,7 +79,37 @@ def flyer(
         layout__crop_marks=crop_marks,
     )
     brief = _checked_assets(brief, Path(assets_from) if assets_from else None, settings.asset_dirs)
-    return FlyerRun(brief, settings, fresh=fresh).execute()
+    return make_flyers(brief, settings, fresh=fresh)
+
+
+def make_flyers(brief: Brief, settings: Settings, fresh: bool = False) -> RunOutcome:
+    """Run one brief inside the current flow run, with its progress and result artifacts.
+
+    The flow's body calls this module-level function: on Dask, Prefect ships the
+    flow's function to the workers by value with the globals it names, and the
+    progress contextvar used here cannot be pickled. Raises what ``FlyerRun`` raises.
+    """
+    # Progress artifact first, so the UI shows the run from its start; the CLI's
+    # listener keeps getting every step event. Artifacts never fail the run.
+    total = expected_steps(
+        settings.variants or 1, len(settings.formats or []), bool(settings.qc.enabled)
+    )
+    key = artifact_key(brief, "progress")
+    with tracked_progress(progress_listener, total, key, f"Flyers for {brief.business}"):
+        if settings.task_runner == "dask" and holds_gpu(settings):
+            run_coro_as_sync(ensure_gpu_limit(settings.gpu_slots))
+        outcome = FlyerRun(brief, settings, fresh=fresh).execute()
+        publish_run_artifacts(outcome)
+    return outcome
+
+
+def flyer_flow(settings: Settings) -> Flow[..., RunOutcome]:
+    """Return the ``flyer`` flow with the task runner the settings ask for.
+
+    Raises ``ConfigurationError`` when that runner is not installed.
+    """
+    runner = task_runner_for(settings)
+    return flyer if runner is None else flyer.with_options(task_runner=runner)
 
 
 def _checked_assets(brief: Brief, base_dir: Path | None, allowed: Sequence[Path]) -> Brief:
@@ -87,14 +123,22 @@ def _checked_assets(brief: Brief, base_dir: Path | None, allowed: Sequence[Path]
     return brief.model_copy(update={"brand": brief.brand.model_copy(update={"logo": resolved})})
 
 
-def _variant_count(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= count <= 8:
-        raise argparse.ArgumentTypeError(f"{count} is not between 1 and 8")
-    return count
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """Return an argparse type for a whole number from ``low`` to ``high``.
+
+    The returned function raises ``argparse.ArgumentTypeError`` with one line.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            count = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= count <= high:
+            raise argparse.ArgumentTypeError(f"{count} is not between {low} and {high}")
+        return count
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or only the brief fields below when --business is given",
     )
     parser.add_argument("--profile", choices=sorted(PROFILES), help="bundle of tested settings")
-    parser.add_argument("--variants", type=_variant_count, help="how many variants (1-8)")
+    parser.add_argument("--variants", type=whole_number(1, 8), help="how many variants (1-8)")
     parser.add_argument(
         "--format",
         dest="formats",
@@ -256,8 +300,33 @@ def report(console: Console, outcome: RunOutcome, seconds: float) -> None:
         console.print(f"  {escape(str(path.resolve()))}")
 
 
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while inside: cleanup runs and nothing half-written stays.
+
+    Python's default for SIGTERM ends the process at once, skipping every ``finally``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return its exit code. Errors print one line, never a traceback."""
+    with sigterm_interrupts():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(highlight=False, soft_wrap=True)
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -280,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with RichProgress(console) as progress:
             token = progress_listener.set(progress.on_event)
             try:
-                outcome = flyer(
+                outcome = flyer_flow(settings)(
                     brief=brief,
                     profile=args.profile,
                     variants=args.variants,

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from backends import registry
 from backends.base import ArtRequest, CheckRequest, CopyRequest, ImageRequest
+from flows.runners import image_step_tags
 from hyperlocal import __version__
 from hyperlocal.designs import design_for_variant, place_design
 from hyperlocal.errors import InvalidModelOutput, LayoutError, PassingFault, PictureRejected
@@ -130,7 +131,8 @@ class _Steps:
         model = {**common, **retry_options(settings.retry)}
         self.write_copy = write_copy.with_options(**model)
         self.direct_art = direct_art.with_options(**model)
-        self.generate_image = generate_image.with_options(**model)
+        # In-process image models hold the accelerator: tagged for the cluster-wide GPU limit.
+        self.generate_image = generate_image.with_options(**model, tags=image_step_tags(settings))
         self.check_image = check_image.with_options(**model)
         self.fit_prompt = fit_prompt.with_options(**common)  # pure: nothing to retry
         self.render_flyer = render_flyer.with_options(**common)
@@ -411,12 +413,19 @@ class FlyerRun:
         created = datetime.now(UTC)
         total = self.settings.variants or 1
         workers = max(1, min(self.settings.max_parallel, total))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="variant") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="variant")
+        try:
             futures = [
                 pool.submit(contextvars.copy_context().run, self._variant, v, total)
                 for v in range(1, total + 1)
             ]
             results = [f.result() for f in futures]
+        except BaseException:
+            # Interrupted or failed: start no more variants; the steps already running
+            # finish (and are cached), so the next run resumes from there.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         variants = [record for record, _ in results]
         flyers = [flyer for _, batch in results for flyer in batch]
         with self._lock:

@@ -20,6 +20,14 @@ def resolve_asset(path: Path, base_dir: Path | None, allowed_dirs: Iterable[Path
     from each allowed folder in turn. Symlinks are followed before the check, so
     a link pointing outside is refused. Raises ``AssetError`` otherwise.
     """
+    try:
+        return _resolve_asset(path, base_dir, allowed_dirs)
+    except (OSError, ValueError) as exc:
+        # A NUL byte, a name too long for the file system, a loop of links.
+        raise AssetError(f"{str(path)[:80]!r} is not a usable file name ({exc})") from None
+
+
+def _resolve_asset(path: Path, base_dir: Path | None, allowed_dirs: Iterable[Path]) -> Path:
     roots = [p.resolve() for p in allowed_dirs]
     if base_dir is not None:
         roots.insert(0, base_dir.resolve())

@@ -57,6 +57,8 @@ def read_brief_data(path: Path) -> dict[str, Any]:
             data = json.loads(text)
         else:
             data = yaml.safe_load(text)
+    except RecursionError:
+        raise BriefError(f"{path}: nested too deeply to be a brief") from None
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         first_line = str(exc).strip().splitlines()[0]
         raise BriefError(f"{path}: not valid {suffix.lstrip('.').upper()}: {first_line}") from None

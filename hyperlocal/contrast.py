@@ -92,7 +92,7 @@ def load_picture(png: bytes) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(png))
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidImage(f"the background is not a readable picture ({exc})") from None
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         # Transparent parts show the page, which the template fills white.

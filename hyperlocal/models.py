@@ -12,6 +12,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -145,6 +146,14 @@ class Brief(BaseModel):
         if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value, re.IGNORECASE):
             raise ValueError("must be an http:// or https:// link with no spaces")
         _single_line(value)
+        try:
+            # The QR code and the printed label parse it: an unbalanced [ or ] cannot be.
+            parts = urlsplit(value)
+            _ = parts.port
+        except ValueError:
+            raise ValueError("must be a well-formed http:// or https:// link") from None
+        if not parts.hostname:
+            raise ValueError("must be an http:// or https:// link with a host name")
         return value
 
     def facts(self) -> dict[str, str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -275,6 +276,32 @@ class RetrySettings(_Section):
     jitter: float = Field(default=0.5, ge=0, le=1, description="Random share added to delays.")
 
 
+class ScheduleSettings(_Section):
+    """The scheduled deployment: flyers for every brief in a folder, on a cron schedule."""
+
+    cron: str = Field(default="0 9 * * 1", description="When to run (cron), e.g. Mondays 09:00.")
+    timezone: str = Field(default="UTC", description="Time zone of the cron schedule.")
+    briefs: Path = Field(default=Path("briefs"), description="Folder of brief files to make.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone, e.g. Europe/London") from None
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"{value!r} is not a five-field cron expression, e.g. '0 9 * * 1'")
+        return value
+
+
 class Profile(BaseModel):
     """A tested bundle of settings; any single setting overrides it."""
 
@@ -390,6 +417,25 @@ class Settings(BaseSettings):
         description="Folders that logos and other assets may come from (besides the brief's).",
     )
     max_parallel: int = Field(default=4, ge=1, le=64, description="Variants worked on at once.")
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads",
+        description="Where steps run: threads of this process, or a Dask cluster.",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Scheduler of an existing Dask cluster (tcp://host:8786); unset starts "
+        "a local cluster.",
+    )
+    dask_workers: int = Field(
+        default=2, ge=1, le=256, description="Workers of the local Dask cluster."
+    )
+    gpu_slots: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="In-process image steps (diffusers) at once across all workers "
+        "(a Prefect concurrency limit on the tag 'gpu').",
+    )
     models_memory_gb: float = Field(
         default=16.0, gt=0, description="Memory for models loaded in process (least used go)."
     )
@@ -399,6 +445,7 @@ class Settings(BaseSettings):
     qc: QCSettings = Field(default_factory=QCSettings)
     layout: LayoutSettings = Field(default_factory=LayoutSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -438,11 +485,18 @@ class Settings(BaseSettings):
                 object.__setattr__(owner, name, value)
 
     def public_dict(self) -> dict[str, Any]:
-        """Return the settings as JSON-ready data with every secret removed (for manifests)."""
+        """Return the settings as JSON-ready data with every secret removed (for manifests).
+
+        API keys become stars, and so does a password inside a server URL
+        (``http://user:password@host``, as A1111's ``--api-auth`` wants).
+        """
         data = self.model_dump(mode="json")
         for section in ("text", "vision"):
             if data[section].get("api_key") is not None:
                 data[section]["api_key"] = "**********"
+        for section, name in (("text", "base_url"), ("vision", "base_url"), ("image", "api_url")):
+            if data[section].get(name):
+                data[section][name] = redact_url(data[section][name])
         return data
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -464,6 +518,20 @@ class Settings(BaseSettings):
             return Settings.model_validate(data)
         except ValidationError as exc:
             raise SettingsError(describe_settings_error(exc)) from None
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with the password of its ``user:password@`` part replaced by stars."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(a URL that does not parse)"
+    if not password:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def describe_settings_error(exc: ValidationError) -> str:

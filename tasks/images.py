@@ -22,7 +22,8 @@ def check_picture(image: GeneratedImage, request: ImageRequest) -> None:
         with Image.open(io.BytesIO(image.png)) as picture:
             picture.verify()
             found_format, size = picture.format, picture.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    # A bomb (a header claiming a giant picture) is not a picture either.
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InvalidImage(
             f"the image backend returned bytes that are not a picture: {exc}"
         ) from None

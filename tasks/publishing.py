@@ -6,8 +6,11 @@ end, so a crash or Ctrl-C never leaves a half-written run folder behind.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
+import tempfile
+import time
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -80,6 +83,19 @@ def contact_sheet(flyers: list[RenderedFlyer]) -> bytes:
     return out.getvalue()
 
 
+#: A staging folder untouched this long belongs to a run that was killed (SIGKILL, power).
+STALE_STAGING_S = 3600.0
+
+
+def _remove_stale_staging(runs_dir: Path) -> None:
+    """Remove staging folders that killed runs left behind (never a live run's)."""
+    now = time.time()
+    for folder in runs_dir.glob(".partial-*"):
+        with contextlib.suppress(OSError):
+            if now - folder.stat().st_mtime > STALE_STAGING_S:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
 def _free_folder(parent: Path, name: str) -> Path:
     folder = parent / name
     number = 2
@@ -97,10 +113,10 @@ def publish(runs_dir: Path, flyers: list[RenderedFlyer], manifest: RunManifest) 
     then nothing of the run is left behind.
     """
     runs_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(runs_dir)
+    # A staging folder of its own: runs publishing at once never share one.
+    staging = Path(tempfile.mkdtemp(prefix=f".partial-{manifest.run_name}-", dir=runs_dir))
     final = _free_folder(runs_dir, manifest.run_name)
-    staging = runs_dir / f".partial-{final.name}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
     try:
         names: list[str] = []
         for flyer in sorted(flyers, key=lambda f: (f.variant, f.format)):
@@ -112,11 +128,20 @@ def publish(runs_dir: Path, flyers: list[RenderedFlyer], manifest: RunManifest) 
         names.append("contact_sheet.png")
         write_atomic(staging / names[-1], contact_sheet(flyers))
         names.append("manifest.json")
-        final_manifest = manifest.model_copy(update={"files": names, "run_name": final.name})
-        write_atomic(
-            staging / names[-1], final_manifest.model_dump_json(indent=2, by_alias=True) + "\n"
-        )
-        staging.rename(final)
+        while True:
+            final_manifest = manifest.model_copy(update={"files": names, "run_name": final.name})
+            write_atomic(
+                staging / names[-1],
+                final_manifest.model_dump_json(indent=2, by_alias=True) + "\n",
+            )
+            try:
+                # Fails when another run took the name since: then take the next free one.
+                staging.rename(final)
+                break
+            except OSError:
+                if not final.exists():
+                    raise
+                final = _free_folder(runs_dir, manifest.run_name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

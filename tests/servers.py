@@ -64,14 +64,19 @@ def running_server(
 
 
 @contextmanager
-def prefect_server(home: Path) -> Iterator[str]:
-    """Run ``prefect server start`` with its own home at a free port; yield its API URL."""
+def prefect_server(home: Path, ui: bool = False) -> Iterator[str]:
+    """Run ``prefect server start`` with its own home at a free port; yield its API URL.
+
+    With ``ui`` the web UI is served too (at the URL without ``/api``).
+    """
     port = free_port()
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "true" if ui else "false",
+        # The UI's own calls must go to this port, not the default 4200.
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
     }
     env.pop("PREFECT_API_URL", None)
     argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]

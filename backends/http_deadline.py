@@ -1,0 +1,62 @@
+"""HTTP requests with a deadline for the whole answer, not only for each read.
+
+httpx's timeouts apply per network operation: a server that sends its headers
+and then one byte now and then never times out, and one that streams without
+end fills memory. Model servers under load, proxies and broken servers do both.
+``request_within`` reads the body in chunks and gives up when the whole answer
+takes longer than the deadline or grows past a size limit.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+#: The largest answer read from a model server: generous for a base64 SDXL picture batch.
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+
+
+class ResponseTooLarge(httpx.TransportError):
+    """The server kept sending past the size limit."""
+
+
+def request_within(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    deadline_s: float,
+    max_bytes: int = MAX_RESPONSE_BYTES,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Send one request and return the whole answer within ``deadline_s`` seconds.
+
+    Raises ``httpx.ReadTimeout`` past the deadline (headers and body together),
+    ``ResponseTooLarge`` past ``max_bytes``, and what ``client.stream`` raises.
+    """
+    deadline = time.monotonic() + deadline_s
+    with client.stream(method, url, **kwargs) as response:
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                raise ResponseTooLarge(f"answer larger than {max_bytes} bytes")
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout(
+                    f"answer not complete within {deadline_s:g} s", request=response.request
+                )
+        # The body is decoded already: a rebuilt response must not decode it again.
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=headers,
+            content=b"".join(chunks),
+            request=response.request,
+        )

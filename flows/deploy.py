@@ -1,0 +1,116 @@
+"""``python -m flows.deploy``: serve the flyer deployments from one long-running process.
+
+Two deployments, served by this process (no work pool needed):
+
+- ``flyer/make-flyer``: on demand. Its parameters are the ``Brief`` model and the
+  run options (profile, variants, formats, print, crop marks), so the Prefect
+  UI's "Run" button shows a form with descriptions, dropdowns for the choices
+  and validation (``enforce_parameter_schema``).
+- ``flyer-batch/weekly-flyers``: on a cron schedule (``HYPERLOCAL_SCHEDULE__CRON``
+  in ``HYPERLOCAL_SCHEDULE__TIMEZONE``, Mondays 09:00 by default), flyers for
+  every brief in ``HYPERLOCAL_SCHEDULE__BRIEFS``.
+
+Before serving it checks the settings and builds every backend (a configuration
+error is one line and exit code 2), and creates the concurrency limit the
+in-process image kind needs. Ctrl-C or SIGTERM stops it cleanly. The same
+deployments on a work pool (process, Docker, Kubernetes workers) are in
+``prefect.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from backends import registry
+from flows.batch import batch
+from flows.flyer import flyer_flow, quiet_prefect_console
+from flows.runners import ensure_gpu_limit, holds_gpu, task_runner_for
+from hyperlocal.errors import ConfigurationError
+from hyperlocal.settings import Settings, load_settings
+
+ON_DEMAND = "make-flyer"
+SCHEDULED = "weekly-flyers"
+TAGS = ["hyperlocal"]
+EXIT_CONFIGURATION = 2
+
+
+def build_deployments(settings: Settings) -> list[Any]:
+    """Return the on-demand and the scheduled deployment (``RunnerDeployment`` objects)."""
+    from prefect.schedules import Cron
+
+    on_demand = flyer_flow(settings).to_deployment(
+        name=ON_DEMAND,
+        description=(
+            "Make flyers for one brief: fill in who, what, when and where, pick a profile "
+            "and the formats, and run."
+        ),
+        tags=TAGS,
+        enforce_parameter_schema=True,
+    )
+    runner = task_runner_for(settings)
+    scheduled_flow = batch if runner is None else batch.with_options(task_runner=runner)
+    scheduled = scheduled_flow.to_deployment(
+        name=SCHEDULED,
+        description=f"Flyers for every brief in {settings.schedule.briefs}, on a schedule.",
+        tags=TAGS,
+        schedules=[Cron(settings.schedule.cron, timezone=settings.schedule.timezone)],
+        parameters={"source": str(Path(settings.schedule.briefs).resolve())},
+        enforce_parameter_schema=True,
+    )
+    return [on_demand, scheduled]
+
+
+def prepare(settings: Settings) -> None:
+    """Check that every backend builds and create the GPU concurrency limit when needed.
+
+    Raises ``ConfigurationError`` (one line) for settings that cannot work.
+    """
+    for role in ("text", "image", "vision"):
+        registry.backend_for(role, settings)  # type: ignore[arg-type]
+    if holds_gpu(settings):
+        from prefect.utilities.asyncutils import run_coro_as_sync
+
+        run_coro_as_sync(ensure_gpu_limit(settings.gpu_slots))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command line's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.deploy",
+        description="Serve the on-demand and scheduled flyer deployments until stopped.",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="flow runs at once (default: no limit)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="show Prefect's log lines")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the deployments until Ctrl-C or SIGTERM; return the exit code."""
+    from prefect import serve
+
+    args = build_parser().parse_args(argv)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    quiet_prefect_console(args.verbose)
+    try:
+        settings = load_settings()
+        prepare(settings)
+        deployments = build_deployments(settings)
+    except ConfigurationError as exc:
+        errors.print(f"[red]error[/]: {escape(str(exc))}")
+        return EXIT_CONFIGURATION
+    # The runner handles SIGTERM itself (stops polling, lets runs finish, exits 0).
+    serve(*deployments, limit=args.limit)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

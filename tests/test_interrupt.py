@@ -1,0 +1,101 @@
+"""Ctrl-C and SIGTERM in the middle of rendering: nothing half-written, and the next run works.
+
+The command line runs in a child process with Prefect's log lines on
+(``--verbose``), so the test can tell when typesetting has started and send the
+signal right then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import PROJECT_ROOT
+
+FORMATS = ["letter", "a4", "half_letter", "square", "portrait", "story"]
+
+
+def _start(output: Path, cache: Path) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "flows.flyer", "--verbose", "--variants", "3"]
+    for name in FORMATS:
+        argv += ["--format", name]
+    env = {**os.environ, "HYPERLOCAL_OUTPUT_DIR": str(output), "HYPERLOCAL_CACHE_DIR": str(cache)}
+    return subprocess.Popen(
+        argv,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for_rendering(process: subprocess.Popen[str], timeout_s: float = 240) -> list[str]:
+    """Read the child's output until a typesetting step has started; return what was read."""
+    seen: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(line)
+            if "render_flyer" in line:
+                found.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert found.wait(timeout_s), "".join(seen[-30:])
+    return seen
+
+
+def _check_output_is_whole(output: Path) -> list[Path]:
+    """Assert no partial or temporary file exists; return the complete run folders."""
+    runs = output / "flyer_runs"
+    leftovers = [
+        p for p in output.rglob("*") if p.name.startswith(".partial-") or p.suffix == ".tmp"
+    ]
+    assert leftovers == []
+    complete = []
+    for folder in runs.iterdir() if runs.exists() else []:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        assert sorted(p.name for p in folder.iterdir()) == sorted(manifest["files"])
+        complete.append(folder)
+    return complete
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_a_signal_while_rendering_leaves_nothing_half_written_and_the_next_run_completes(
+    prefect_env: str, tmp_path: Path, signum: int
+) -> None:
+    output, cache = tmp_path / "output", tmp_path / "cache"
+    process = _start(output, cache)
+    try:
+        _wait_for_rendering(process)
+        process.send_signal(signum)
+        assert process.wait(timeout=120) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert _check_output_is_whole(output) == []
+
+    again = _start(output, cache)
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, out[-3000:]
+    (folder,) = _check_output_is_whole(output)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    # The steps the interrupted run finished came from the cache.
+    assert manifest["cached_steps"] > 0
+    for name in manifest["files"]:
+        if name.endswith(".png"):
+            with Image.open(folder / name) as picture:
+                picture.verify()
