@@ -43,6 +43,7 @@ from backends.sdxl_pipeline import (
     detect_flavor,
     lcm_guidance,
     load_pipeline,
+    localized,
     locate_model,
     make_scheduler,
     memory_bytes,
@@ -177,8 +178,9 @@ class DiffusersImageBackend:
         Raises ``ConfigurationError`` (one line) for a missing extra, device, model
         file, non-SDXL folder, unknown scheduler or missing LoRA file.
         """
-        image = settings.image
         require_extras()
+        # URL and hub references become their downloaded files (or a ModelMissing line).
+        image = localized(settings.image, settings.models)
         quiet_library_logs()
         source = locate_model(image)
         device = pick_device(image.device)
@@ -188,7 +190,7 @@ class DiffusersImageBackend:
                 "HYPERLOCAL_IMAGE__CPU_OFFLOAD needs a CUDA device; this run paints on "
                 f"{device}: turn it off"
             )
-        flavor = detect_flavor(image, source)
+        flavor = detect_flavor(settings.image, source)  # names as the user wrote them
         scheduler = image.sampler or FLAVOR_SCHEDULER[flavor]
         if scheduler is not None and scheduler.strip().lower() not in SCHEDULERS:
             raise ConfigurationError(

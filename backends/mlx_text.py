@@ -21,6 +21,7 @@ from backends.chat_prompts import PromptBudget, request_art, request_copy
 from backends.loaded_models import LoadedModel, folder_size, shared_models
 from hyperlocal.errors import BackendNotAvailable, ConfigurationError, InvalidModelOutput
 from hyperlocal.llm_tokens import ChatMessage, FunctionCounter
+from hyperlocal.model_store import model_folder, model_name
 from hyperlocal.models import BackendIdentity, FlyerCopy, ImagePrompt
 from hyperlocal.settings import TextSettings
 
@@ -71,7 +72,7 @@ class MlxTextBackend:
         self._identity = BackendIdentity(
             role="text",
             kind="mlx",
-            model=folder.name,
+            model=model_name(folder),
             revision=model_revision(folder),
             params={
                 "temperature": temperature,
@@ -85,20 +86,16 @@ class MlxTextBackend:
     def from_settings(cls, text: TextSettings, memory_budget_gb: float = 16.0) -> MlxTextBackend:
         """Build the backend from settings; raises ``ConfigurationError`` before any loading.
 
-        ``text.model`` must be a local mlx model folder (with ``config.json``);
-        models are never fetched from a hub during a run.
+        ``text.model`` is a local mlx model folder (with ``config.json``) or a
+        Hugging Face id already downloaded (``python -m flows.models pull``);
+        models are never fetched here. Raises ``ModelMissing`` for one not downloaded.
         """
         _mlx_lm()
         if not text.model:
             raise ConfigurationError(
                 "the mlx text backend needs a model folder: set HYPERLOCAL_TEXT__MODEL"
             )
-        folder = Path(text.model).expanduser()
-        if not (folder / "config.json").is_file():
-            raise ConfigurationError(
-                f"{folder} is not an mlx model folder (no config.json); "
-                "set HYPERLOCAL_TEXT__MODEL to a downloaded model folder"
-            )
+        folder = model_folder(text.model, text.revision, "HYPERLOCAL_TEXT__MODEL", "mlx-lm")
         return cls(
             folder.resolve(),
             temperature=DEFAULT_TEMPERATURE if text.temperature is None else text.temperature,

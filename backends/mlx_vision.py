@@ -32,6 +32,7 @@ from backends.vision_images import PATCH, VISION_PROFILES, VisionProfile, prepar
 from backends.vision_verdict import VisionVerdict, to_report, verdict_messages
 from hyperlocal.errors import BackendNotAvailable, ConfigurationError, InvalidModelOutput
 from hyperlocal.llm_tokens import ChatMessage
+from hyperlocal.model_store import model_folder, model_name
 from hyperlocal.models import BackendIdentity, QCReport
 from hyperlocal.settings import VisionSettings
 
@@ -109,7 +110,7 @@ class MlxVisionBackend:
         self._identity = BackendIdentity(
             role="vision",
             kind="mlx",
-            model=folder.name,
+            model=model_name(folder),
             revision=model_revision(folder),
             params={
                 "profile": self.profile.name,
@@ -131,8 +132,9 @@ class MlxVisionBackend:
     ) -> MlxVisionBackend:
         """Build the backend from ``settings.vision``; nothing is loaded yet.
 
-        ``vision.model`` must be a local mlx-vlm model folder (with ``config.json``):
-        models are never fetched from a hub during a run. Raises
+        ``vision.model`` is a local mlx-vlm model folder (with ``config.json``) or a
+        Hugging Face id already downloaded (``python -m flows.models pull``): models
+        are never fetched here (``ModelMissing`` names the command). Raises
         ``BackendNotAvailable`` without mlx-vlm, ``ConfigurationError`` for a missing
         or wrong model setting or an unknown profile.
         """
@@ -141,12 +143,7 @@ class MlxVisionBackend:
             raise ConfigurationError(
                 "the mlx vision backend needs a model folder: set HYPERLOCAL_VISION__MODEL"
             )
-        folder = Path(vision.model).expanduser()
-        if not (folder / "config.json").is_file():
-            raise ConfigurationError(
-                f"{folder} is not an mlx model folder (no config.json); "
-                "set HYPERLOCAL_VISION__MODEL to a downloaded mlx-vlm model folder"
-            )
+        folder = model_folder(vision.model, vision.revision, "HYPERLOCAL_VISION__MODEL", "mlx-vlm")
         return cls(
             folder.resolve(),
             profile=vision.profile,

@@ -16,7 +16,9 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from backends.base import ImageBackend, TextBackend, VisionBackend
+from hyperlocal import model_store
 from hyperlocal.errors import BackendNotAvailable
+from hyperlocal.model_store import Purpose
 from hyperlocal.settings import Settings
 
 Role = Literal["text", "image", "vision"]
@@ -162,8 +164,16 @@ def resolve(role: Role, settings: Settings) -> Resolved:
     )
 
 
-def _is_local_model(model: str | None) -> bool:
-    return bool(model) and (Path(str(model)).expanduser() / "config.json").is_file()
+def _is_local_model(
+    model: str | None, revision: str | None = None, purpose: Purpose = "mlx-lm"
+) -> bool:
+    """Whether ``model`` is a model folder here: a local one, or a downloaded hub snapshot."""
+    if not model or model_store.classify(model) == "url":
+        return False
+    folder = model_store.local_path(
+        model, purpose=purpose, models_dir=Path("models"), revision=revision
+    )
+    return folder is not None and (folder / "config.json").is_file()
 
 
 def _is_configured(role: str, kind: str, settings: Settings) -> bool:
@@ -171,7 +181,9 @@ def _is_configured(role: str, kind: str, settings: Settings) -> bool:
     if (role, kind) == ("text", "openai"):
         return settings.text.effective_base_url() is not None
     if (role, kind) == ("text", "mlx"):
-        return settings.text.effective_base_url() is None and _is_local_model(settings.text.model)
+        return settings.text.effective_base_url() is None and _is_local_model(
+            settings.text.model, settings.text.revision
+        )
     if (role, kind) == ("vision", "openai"):
         return bool(settings.vision.base_url)
     if (role, kind) == ("image", "a1111"):
@@ -180,7 +192,9 @@ def _is_configured(role: str, kind: str, settings: Settings) -> bool:
         # With a server URL the model names its checkpoint (a1111); alone, it is ours to load.
         return not settings.image.api_url and bool(settings.image.model)
     if (role, kind) == ("vision", "mlx"):
-        return not settings.vision.base_url and _is_local_model(settings.vision.model)
+        return not settings.vision.base_url and _is_local_model(
+            settings.vision.model, settings.vision.revision, "mlx-vlm"
+        )
     return False
 
 

@@ -3,9 +3,9 @@
 Everything a user can get wrong is checked here before any work starts, and
 each mistake is one ``ConfigurationError`` line: a missing extra, an impossible
 device or dtype, a model path that does not exist, a folder that is not an SDXL
-pipeline, a single-file checkpoint without its config folder, a hub id while
-downloads are off. Loading reads local files only unless
-``image.allow_download`` is on.
+pipeline, a single-file checkpoint without its config folder, a hub id or URL
+not downloaded yet (``python -m flows.models pull`` fetches it). Loading reads
+local files only unless ``image.allow_download`` is on.
 
 The flavor of a model decides the sampling a user expects: SDXL base wants
 20-40 steps with guidance; SDXL-Turbo one to four steps with guidance off; LCM
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from hyperlocal.errors import ConfigurationError
-from hyperlocal.settings import ImageSettings
+from hyperlocal import model_store
+from hyperlocal.errors import ConfigurationError, ModelMissing
+from hyperlocal.settings import ImageSettings, ModelsSettings
 
 Flavor = Literal["base", "turbo", "lcm"]
 SourceKind = Literal["folder", "single_file", "hub"]
@@ -137,10 +138,6 @@ class ModelSource:
         return Path(folder) if folder and Path(folder).is_dir() else None
 
 
-def _is_path_like(model: str) -> bool:
-    return model.startswith(("/", ".", "~")) or model.endswith((".safetensors", ".ckpt"))
-
-
 def _check_folder(folder: Path, what: str) -> None:
     index = folder / "model_index.json"
     if not index.is_file():
@@ -191,7 +188,7 @@ def locate_model(image: ImageSettings) -> ModelSource:
                 "HYPERLOCAL_IMAGE__ALLOW_DOWNLOAD=true to fetch the configs"
             )
         return ModelSource(kind="single_file", location=str(path.absolute()))
-    if _is_path_like(image.model):
+    if model_store.is_path_like(image.model):
         raise ConfigurationError(f"HYPERLOCAL_IMAGE__MODEL: no such file or folder: {path}")
     return _hub_source(image)
 
@@ -199,24 +196,62 @@ def locate_model(image: ImageSettings) -> ModelSource:
 def _hub_source(image: ImageSettings) -> ModelSource:
     """A Hugging Face id: its cached snapshot, or (when allowed) a download later."""
     model = str(image.model)
-    if importlib.util.find_spec("huggingface_hub") is not None:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-
-        try:
-            cached = snapshot_download(model, local_files_only=True)
-        except (LocalEntryNotFoundError, ValueError, OSError):
-            cached = None
-        if cached:
-            _check_folder(Path(cached), f"cached {model}:")
-            return ModelSource(kind="folder", location=str(cached))
+    fp16 = image.dtype in ("auto", "float16")
+    cached = model_store.hub_snapshot(model, image.revision, "sdxl", prefer_fp16=fp16)
+    if cached:
+        _check_folder(cached, f"cached {model}:")
+        return ModelSource(kind="folder", location=str(cached))
     if not image.allow_download:
-        raise ConfigurationError(
-            f"HYPERLOCAL_IMAGE__MODEL={model} is not a local folder or file and is not in the "
-            f"Hugging Face cache: download it first (hf download {model}) or set "
-            "HYPERLOCAL_IMAGE__ALLOW_DOWNLOAD=true"
+        at = f" at revision {image.revision}" if image.revision else ""
+        raise ModelMissing(
+            f"HYPERLOCAL_IMAGE__MODEL={model}{at} is not a local folder or file and is not in "
+            f"the Hugging Face cache: fetch it with `{model_store.PULL_COMMAND}` (or set "
+            "HYPERLOCAL_MODELS__ALLOW_PULL=true; HYPERLOCAL_IMAGE__ALLOW_DOWNLOAD=true lets "
+            "diffusers fetch it itself)"
         )
     return ModelSource(kind="hub", location=model)
+
+
+def localized(image: ImageSettings, models: ModelsSettings) -> ImageSettings:
+    """Return ``image`` with URL and hub references replaced by their downloaded files.
+
+    The model may be a URL (its download), the config folder a hub id (its
+    snapshot), each LoRA a URL or a hub id. Raises ``ModelMissing`` naming
+    ``python -m flows.models pull`` for one that is not downloaded. A hub id as
+    the model is left to ``locate_model`` (it may be downloaded by diffusers when
+    ``image.allow_download``).
+    """
+    update: dict[str, Any] = {}
+    if image.model and model_store.classify(image.model) == "url":
+        update["model"] = str(
+            model_store.require_local(
+                image.model,
+                purpose="sdxl",
+                setting="HYPERLOCAL_IMAGE__MODEL",
+                models_dir=models.dir,
+            )
+        )
+    if image.config and model_store.classify(image.config) != "path":
+        update["config"] = str(
+            model_store.require_local(
+                image.config,
+                purpose="sdxl-config",
+                setting="HYPERLOCAL_IMAGE__CONFIG",
+                models_dir=models.dir,
+            )
+        )
+    loras = []
+    for lora in image.loras:
+        if model_store.classify(lora.path) == "path":
+            loras.append(lora)
+            continue
+        local = model_store.require_local(
+            lora.path, purpose="lora", setting="HYPERLOCAL_IMAGE__LORAS", models_dir=models.dir
+        )
+        loras.append(lora.model_copy(update={"path": str(local)}))
+    if loras != image.loras:
+        update["loras"] = loras
+    return image.model_copy(update=update) if update else image
 
 
 def source_revision(source: ModelSource) -> str:
@@ -261,8 +296,10 @@ def detect_flavor(image: ImageSettings, source: ModelSource) -> Flavor:
         return "lcm"
     if any("lcm" in Path(lora.path).name.lower() for lora in image.loras):
         return "lcm"
-    # SDXL-Lightning samples as Turbo does: few trailing steps, guidance off.
-    if any(word in Path(source.location).name.lower() for word in ("turbo", "lightning")):
+    # SDXL-Lightning samples as Turbo does: few trailing steps, guidance off. A hub
+    # snapshot's folder is a commit hash: its name is in the setting.
+    names = f"{Path(source.location).name} {image.model or ''}".lower()
+    if any(word in names for word in ("turbo", "lightning")):
         return "turbo"
     return "base"
 
@@ -332,6 +369,10 @@ def load_pipeline(source: ModelSource, dtype: str, allow_download: bool) -> Any:
                 options["config"] = source.config
             pipe = StableDiffusionXLPipeline.from_single_file(source.location, **options)
         else:
+            # A pull keeps only the fp16 variant of weights that have one.
+            variant = model_store.sdxl_folder_variant(Path(source.location))
+            if variant:
+                options["variant"] = variant
             pipe = StableDiffusionXLPipeline.from_pretrained(source.location, **options)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from backends import registry
+from backends.model_needs import ensure_models
 from flows.flyer import (
     EXIT_CONFIGURATION,
     EXIT_FAILED,
@@ -122,7 +123,11 @@ def _batch_folder(output_dir: Path, source: Path, created: datetime) -> Path:
 
 
 def _check_backends(settings: Settings) -> None:
-    """Build every backend once: a configuration error stops the batch before any brief runs."""
+    """Build every backend once: a configuration error stops the batch before any brief runs.
+
+    With ``models.allow_pull`` the missing models are fetched first (once, not per brief).
+    """
+    ensure_models(settings, say=get_run_logger().info)
     for role in ("text", "image", "vision"):
         if role != "vision" or settings.qc.enabled:
             registry.backend_for(role, settings)  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from backends import registry
 from backends.base import ArtRequest, CheckRequest, CopyRequest, ImageRequest
+from backends.model_needs import ensure_models
 from flows.runners import image_step_tags
 from hyperlocal import __version__
 from hyperlocal.designs import design_for_variant, place_design
@@ -49,6 +50,7 @@ from tasks.caching import result_storage
 from tasks.copywriting import write_copy
 from tasks.images import generate_image
 from tasks.layout import TEMPLATE, RenderRequest, file_digest, render_flyer
+from tasks.log import step_logger
 from tasks.prompts import direct_art, fit_prompt
 from tasks.publishing import PublishedRun, publish
 from tasks.qc import check_image
@@ -159,6 +161,8 @@ class FlyerRun:
         self.body_font = resolve_font(
             body_font or brief.brand.body_font or settings.layout.body_font
         )
+        # With models.allow_pull the missing models are fetched first; never otherwise.
+        ensure_models(settings, say=step_logger().info)
         # Build every backend now: a configuration error stops the run before any work.
         # (Models load lazily, on first use.)
         self.backends: dict[str, BackendIdentity] = {

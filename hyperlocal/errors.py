@@ -17,6 +17,8 @@ branch alone (DESIGN.md, "Faults")::
           ├── BriefError           a brief that does not validate or cannot be read
           ├── AssetError           a logo, font or file outside the allowed folders or missing
           ├── BackendNotAvailable  a backend kind this installation cannot build
+          ├── ModelMissing         a model the settings name is not on this machine (pull it)
+          ├── DownloadFailed       a model download that failed (HTTP error, wrong sha256)
           └── LayoutError          a template that fails, a font that cannot draw the text
                └── TextOverflow      text that does not fit its box at the smallest size
 
@@ -92,6 +94,18 @@ class AssetError(ConfigurationError):
 
 class BackendNotAvailable(ConfigurationError):
     """A backend kind that this installation cannot build (unknown kind, missing extra)."""
+
+
+class ModelMissing(ConfigurationError):
+    """A model the settings name that is not on this machine; the message names the pull command."""
+
+    label = "missing model"
+
+
+class DownloadFailed(ConfigurationError):
+    """A model download that failed for good: an HTTP error, retries used up, a wrong sha256."""
+
+    label = "download failed"
 
 
 class LayoutError(ConfigurationError):

@@ -63,7 +63,15 @@ class TextSettings(_Section):
         default=None, description="Preset that fills the usual local base URL of a server."
     )
     base_url: str | None = Field(default=None, description="OpenAI-compatible server URL.")
-    model: str | None = Field(default=None, description="Model name or local path.")
+    model: str | None = Field(
+        default=None,
+        description="Model name at the server, or for mlx in process a local folder or a "
+        "Hugging Face id (fetched by python -m flows.models pull).",
+    )
+    revision: str | None = Field(
+        default=None,
+        description="Hugging Face revision (branch, tag or commit) of a hub model; unset: main.",
+    )
     api_key: SecretStr | None = Field(default=None, description="API key, if the server needs one.")
     temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
     top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling share.")
@@ -89,9 +97,20 @@ class TextSettings(_Section):
 class LoraSettings(_Section):
     """One LoRA applied on top of the diffusers image model."""
 
-    path: str = Field(description="A LoRA .safetensors file, or a folder holding one.")
+    path: str = Field(
+        description="A LoRA .safetensors file, a folder holding one, a Hugging Face id, or an "
+        "http(s) URL (fetched by python -m flows.models pull)."
+    )
+    sha256: str | None = Field(
+        default=None, description="Expected sha256 of a LoRA downloaded from a URL (64 hex)."
+    )
     strength: float = Field(default=1.0, ge=-4, le=4, description="How strongly it applies.")
     name: str | None = Field(default=None, description="Adapter name (default: the file stem).")
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256(cls, value: str | None) -> str | None:
+        return sha256_digest(value)
 
 
 ImageFlavor = Literal["auto", "base", "turbo", "lcm"]
@@ -103,7 +122,18 @@ class ImageSettings(_Section):
     kind: Literal["auto", "builtin", "diffusers", "a1111"] = Field(
         default="auto", description="auto picks the best configured kind; builtin needs no model."
     )
-    model: str | None = Field(default=None, description="Model folder or .safetensors file.")
+    model: str | None = Field(
+        default=None,
+        description="Model folder, .safetensors file, Hugging Face id, or http(s) URL of a "
+        ".safetensors checkpoint (fetched by python -m flows.models pull).",
+    )
+    revision: str | None = Field(
+        default=None,
+        description="Hugging Face revision (branch, tag or commit) of a hub model; unset: main.",
+    )
+    sha256: str | None = Field(
+        default=None, description="Expected sha256 of a model downloaded from a URL (64 hex)."
+    )
     api_url: str | None = Field(default=None, description="AUTOMATIC1111-compatible API URL.")
     steps: int | None = Field(default=None, ge=1, le=150, description="Denoising steps.")
     cfg_scale: float | None = Field(default=None, ge=0, le=30, description="Guidance scale.")
@@ -169,6 +199,11 @@ class ImageSettings(_Section):
         "hub during a run; off, only local files are read.",
     )
 
+    @field_validator("sha256")
+    @classmethod
+    def _sha256(cls, value: str | None) -> str | None:
+        return sha256_digest(value)
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
@@ -208,7 +243,15 @@ class VisionSettings(_Section):
         default="auto", description="auto picks the best configured kind; heuristic needs no model."
     )
     base_url: str | None = Field(default=None, description="OpenAI-compatible vision server URL.")
-    model: str | None = Field(default=None, description="Vision model name or local path.")
+    model: str | None = Field(
+        default=None,
+        description="Vision model name at the server, or for mlx in process a local folder or "
+        "a Hugging Face id (fetched by python -m flows.models pull).",
+    )
+    revision: str | None = Field(
+        default=None,
+        description="Hugging Face revision (branch, tag or commit) of a hub model; unset: main.",
+    )
     api_key: SecretStr | None = Field(default=None, description="API key, if the server needs one.")
     timeout_s: float = Field(default=120, gt=0, description="Seconds to wait for one verdict.")
     profile: Literal["fast", "balanced", "quality"] = Field(
@@ -220,6 +263,31 @@ class VisionSettings(_Section):
     )
     max_tokens: int = Field(
         default=300, ge=16, le=4096, description="Most tokens of the model's verdict."
+    )
+
+
+class ModelsSettings(_Section):
+    """Where models live on this machine and how ``python -m flows.models pull`` fetches them."""
+
+    dir: Path = Field(
+        default=Path("models"),
+        description="Folder for models downloaded from URLs (<dir>/downloads/...); Hugging "
+        "Face models go to the Hugging Face cache (HF_HUB_CACHE).",
+    )
+    hf_token: SecretStr | None = Field(
+        default=None,
+        description="Hugging Face token for gated or private models; unset: huggingface_hub's "
+        "own (HF_TOKEN, hf auth login).",
+    )
+    download_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token sent with URL downloads (e.g. a Civitai API key); only over "
+        "https, and never to another host after a redirect.",
+    )
+    allow_pull: bool = Field(
+        default=False,
+        description="Let a flyer run fetch missing models before it starts; off, a run that "
+        "lacks a model stops and names python -m flows.models pull.",
     )
 
 
@@ -274,6 +342,26 @@ class RetrySettings(_Section):
     attempts: int = Field(default=3, ge=0, le=10, description="Retries after the first try.")
     delay_s: float = Field(default=2.0, ge=0, le=600, description="First backoff delay.")
     jitter: float = Field(default=0.5, ge=0, le=1, description="Random share added to delays.")
+
+
+class ServersSettings(_Section):
+    """The local model servers ``python -m flows.servers`` starts (text and vision)."""
+
+    host: str = Field(default="127.0.0.1", description="Address the servers listen on.")
+    text: Literal["mlx_lm", "vllm_mlx", "none"] = Field(
+        default="mlx_lm",
+        description="Server for text.model: mlx_lm (mlx_lm.server), vllm_mlx, or none.",
+    )
+    vision: Literal["mlx_vlm", "vllm_mlx", "none"] = Field(
+        default="mlx_vlm",
+        description="Server for vision.model: mlx_vlm (mlx_vlm.server), vllm_mlx, or none.",
+    )
+    text_port: int = Field(default=8080, ge=1, le=65535, description="Port of the text server.")
+    vision_port: int = Field(default=8081, ge=1, le=65535, description="Port of the vision server.")
+    startup_timeout_s: float = Field(
+        default=600, gt=0, description="Seconds a server may take to load its model and answer."
+    )
+    log_dir: Path = Field(default=Path("logs"), description="Where each server's log goes.")
 
 
 class ScheduleSettings(_Section):
@@ -442,10 +530,12 @@ class Settings(BaseSettings):
     text: TextSettings = Field(default_factory=TextSettings)
     image: ImageSettings = Field(default_factory=ImageSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
     qc: QCSettings = Field(default_factory=QCSettings)
     layout: LayoutSettings = Field(default_factory=LayoutSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    servers: ServersSettings = Field(default_factory=ServersSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -491,9 +581,14 @@ class Settings(BaseSettings):
         (``http://user:password@host``, as A1111's ``--api-auth`` wants).
         """
         data = self.model_dump(mode="json")
-        for section in ("text", "vision"):
-            if data[section].get("api_key") is not None:
-                data[section]["api_key"] = "**********"
+        for section, name in (
+            ("text", "api_key"),
+            ("vision", "api_key"),
+            ("models", "hf_token"),
+            ("models", "download_token"),
+        ):
+            if data[section].get(name) is not None:
+                data[section][name] = "**********"
         for section, name in (("text", "base_url"), ("vision", "base_url"), ("image", "api_url")):
             if data[section].get(name):
                 data[section][name] = redact_url(data[section][name])
@@ -518,6 +613,16 @@ class Settings(BaseSettings):
             return Settings.model_validate(data)
         except ValidationError as exc:
             raise SettingsError(describe_settings_error(exc)) from None
+
+
+def sha256_digest(value: str | None) -> str | None:
+    """Return ``value`` as a lowercase sha256 hex digest; raises ``ValueError`` otherwise."""
+    if value is None:
+        return None
+    digest = value.strip().lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"{value!r} is not a sha256 digest (64 hexadecimal digits)")
+    return digest
 
 
 def redact_url(url: str) -> str:

@@ -79,7 +79,9 @@ def contact_sheet(flyers: list[RenderedFlyer]) -> bytes:
             x += widths[name] + GAP
         y += THUMB_HEIGHT + LABEL_HEIGHT + GAP
     out = io.BytesIO()
-    sheet.save(out, format="PNG", optimize=True)
+    # optimize=True took ten times as long (3.5 s against 0.36 s for a 2400x1200 sheet)
+    # to save 5 %, on the critical path of every run.
+    sheet.save(out, format="PNG")
     return out.getvalue()
 
 

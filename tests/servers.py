@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 
 import httpx
+
+from flows.servers import server_spec
+from hyperlocal.server_process import RunningServer, ServerSpec, start_server
 
 
 def free_port() -> int:
@@ -24,43 +27,51 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class BackgroundHTTPServer:
+    """A threaded ``http.server`` on a free 127.0.0.1 port, served while inside ``with``.
+
+    Subclasses pass their request handler class to ``__init__``.
+    """
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.port = free_port()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=10)
+
+
 @contextmanager
 def running_server(
     argv: Sequence[str], ready_url: str, env: Mapping[str, str], timeout_s: float = 90
-) -> Iterator[None]:
+) -> Iterator[RunningServer]:
     """Start ``argv``, wait until ``ready_url`` answers 200, and stop it on leaving.
 
-    Raises ``RuntimeError`` with the end of the server's log when it exits or
+    Uses the project's own server handling (``hyperlocal.server_process``), so
+    tests start servers the way ``python -m flows.servers`` does. Raises
+    ``ServerStartError`` with the end of the server's log when it exits or
     does not answer in ``timeout_s``.
     """
-    with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen(list(argv), env=dict(env), stdout=log, stderr=subprocess.STDOUT)
-
-        def tail() -> str:
-            log.seek(0)
-            return log.read()[-2000:].decode("utf-8", "replace")
-
-        try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError(f"{argv[2]} exited: {tail()}")
-                try:
-                    if httpx.get(ready_url, timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{argv[2]} did not answer in {timeout_s} s: {tail()}")
-                time.sleep(0.3)
-            yield
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    spec = ServerSpec(
+        role="test",
+        program=Path(argv[2] if len(argv) > 2 else argv[0]).name,
+        argv=tuple(argv),
+        base_url=ready_url,
+        health_url=ready_url,
+    )
+    with tempfile.TemporaryDirectory() as logs:
+        server = start_server(spec, Path(logs) / "server.log", environ=env)
+        with server:
+            server.wait_healthy(timeout_s)
+            yield server
 
 
 @contextmanager
@@ -86,17 +97,30 @@ def prefect_server(home: Path, ui: bool = False) -> Iterator[str]:
 
 
 @contextmanager
+def model_server(
+    role: str, kind: str, model: Path, port: int | None = None, log_dir: Path | None = None
+) -> Iterator[RunningServer]:
+    """Run the ``kind`` server of ``flows.servers`` on ``model`` at 127.0.0.1; yield it.
+
+    Its URL is ``server.spec.base_url``; requests to mlx_vlm.server must name
+    the model by its path. ``port`` defaults to a free one.
+    """
+    spec = server_spec(role, kind, str(model), "127.0.0.1", port or free_port())
+    with tempfile.TemporaryDirectory() as hub:
+        # An empty hub cache and offline mode: nothing is looked up or fetched.
+        env = {**os.environ, "HF_HUB_CACHE": hub}
+        logs = log_dir or Path(hub)
+        server = start_server(spec, logs / f"{role}-server.log", environ=env)
+        with server:
+            server.wait_healthy(90)
+            yield server
+
+
+@contextmanager
 def mlx_lm_server(model: Path) -> Iterator[str]:
     """Run ``mlx_lm.server`` on ``model`` at a free 127.0.0.1 port; yield its /v1 URL."""
-    port = free_port()
-    with tempfile.TemporaryDirectory() as hub:
-        # mlx_lm.server lists the hub cache for /v1/models: it must exist.
-        env = {**os.environ, "HF_HUB_CACHE": hub, "HF_HUB_OFFLINE": "1"}
-        argv = [sys.executable, "-m", "mlx_lm.server", "--model", str(model)]
-        url = f"http://127.0.0.1:{port}/v1"
-        argv += ["--host", "127.0.0.1", "--port", str(port)]
-        with running_server(argv, f"{url}/models", env):
-            yield url
+    with model_server("text", "mlx_lm", model) as server:
+        yield server.spec.base_url
 
 
 @contextmanager
@@ -104,18 +128,10 @@ def mlx_vlm_server(model: Path) -> Iterator[str]:
     """Run ``mlx_vlm.server`` on ``model`` at a free 127.0.0.1 port; yield its /v1 URL.
 
     Requests must name the model by its path (``model=str(model)``). Raises
-    ``RuntimeError`` with the server's log when it exits or does not answer.
+    ``ServerStartError`` with the server's log when it exits or does not answer.
     """
-    port = free_port()
-    with tempfile.TemporaryDirectory() as hub:
-        # An empty hub cache and offline mode: nothing is looked up or fetched.
-        env = {**os.environ, "HF_HUB_CACHE": hub, "HF_HUB_OFFLINE": "1"}
-        # Without --host it binds every interface; loopback is all a test needs.
-        argv = [sys.executable, "-m", "mlx_vlm.server", "--model", str(model)]
-        argv += ["--host", "127.0.0.1", "--port", str(port)]
-        url = f"http://127.0.0.1:{port}/v1"
-        with running_server(argv, f"{url}/models", env):
-            yield url
+    with model_server("vision", "mlx_vlm", model) as server:
+        yield server.spec.base_url
 
 
 @dataclass(frozen=True)

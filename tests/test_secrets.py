@@ -45,6 +45,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEXT_KEY = "sk-CANARY-text-7f3a9b"
 VISION_KEY = "sk-CANARY-vision-4c1d2e"
 IMAGE_USER, IMAGE_PASSWORD = "painter", "pw-CANARY-image-9e8d7c"
+# Set for the run but unused by its backends: they must not reach the manifest or logs either.
+HF_TOKEN, DOWNLOAD_TOKEN = "hf_CANARY_models_3e1f", "dl-CANARY-models-8a2b"
 
 BRIEF_FLAGS = {
     "business": "Rosie's Bakery",
@@ -197,6 +199,8 @@ def secret_run(
             HYPERLOCAL_VISION__API_KEY=VISION_KEY,
             HYPERLOCAL_IMAGE__KIND="a1111",
             HYPERLOCAL_IMAGE__API_URL=image_url,
+            HYPERLOCAL_MODELS__HF_TOKEN=HF_TOKEN,
+            HYPERLOCAL_MODELS__DOWNLOAD_TOKEN=DOWNLOAD_TOKEN,
             HF_HUB_OFFLINE="1",
         )
         flags = [f"--{name}={value}" for name, value in BRIEF_FLAGS.items()]
@@ -282,6 +286,15 @@ def test_the_image_server_password_reaches_the_server_and_appears_nowhere_else(
     assert secret_run.image_headers
     assert set(secret_run.image_headers) == {basic}
     assert leaks(secret_run.places, IMAGE_PASSWORD) == []
+
+
+@pytest.mark.slow
+def test_the_model_download_tokens_appear_nowhere(secret_run: SecretRun) -> None:
+    assert secret_run.returncode == 0, secret_run.stdout + secret_run.stderr
+    assert leaks(secret_run.places, HF_TOKEN) == []
+    assert leaks(secret_run.places, DOWNLOAD_TOKEN) == []
+    assert [name for name, data in secret_run.places.items() if b"CANARY_models" in data] == []
+    assert [name for name, data in secret_run.places.items() if b"CANARY-models" in data] == []
 
 
 # -- in process: the exception and the log records of a failed run --------------------------
