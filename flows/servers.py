@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import socket
 import sys
 import time
@@ -237,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(highlight=False, soft_wrap=True)
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    # A shell starts background jobs (`... &`) with SIGINT ignored, and Python keeps
+    # it so: `kill -INT` must still stop the servers.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with sigterm_interrupts():
         try:
             settings = load_settings()

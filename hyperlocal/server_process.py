@@ -10,9 +10,12 @@ endpoint, the error carries the last lines of that log.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +26,8 @@ from pydantic import BaseModel, ConfigDict
 
 from hyperlocal.errors import ConfigurationError
 
+#: prctl option: the signal a process gets when the thread that started it ends.
+_PR_SET_PDEATHSIG = 1
 #: How often a starting server's health endpoint is asked.
 POLL_S = 0.3
 #: Seconds a stopped server's group has to exit before it is killed.
@@ -157,16 +162,30 @@ class RunningServer:
         self.stop()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the starting thread ends."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start_server(
-    spec: ServerSpec, log_path: Path, environ: Mapping[str, str] | None = None
+    spec: ServerSpec,
+    log_path: Path,
+    environ: Mapping[str, str] | None = None,
+    die_with_parent: bool = False,
 ) -> RunningServer:
     """Start ``spec`` in its own process group with its output in ``log_path``.
 
-    Does not wait for it: call ``wait_healthy``. Raises ``ServerStartError``
-    when the program cannot be started at all (not installed).
+    Its own group keeps a terminal's Ctrl-C away from it (this process stops it,
+    children included). With ``die_with_parent`` (Linux) the server also gets
+    SIGTERM when the calling thread ends, even by SIGKILL, which no cleanup code
+    can catch; start it from the main thread then. Does not wait for it: call
+    ``wait_healthy``. Raises ``ServerStartError`` when the program cannot be
+    started at all (not installed).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**(os.environ if environ is None else environ), **spec.env}
+    preexec = _die_with_parent if die_with_parent and sys.platform == "linux" else None
     with log_path.open("wb") as log:
         try:
             process = subprocess.Popen(
@@ -176,6 +195,7 @@ def start_server(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=preexec,
             )
         except OSError as exc:
             raise ServerStartError(
@@ -185,7 +205,7 @@ def start_server(
 
 
 def start_all(specs: Sequence[ServerSpec], log_dir: Path, timeout_s: float) -> list[RunningServer]:
-    """Start every spec at once, then wait until each is healthy.
+    """Start every spec at once (each dies with this thread), then wait until each is healthy.
 
     Raises ``ServerStartError`` for the first that fails; every server started
     so far is stopped before it propagates (also on Ctrl-C).
@@ -193,7 +213,8 @@ def start_all(specs: Sequence[ServerSpec], log_dir: Path, timeout_s: float) -> l
     started: list[RunningServer] = []
     try:
         for spec in specs:
-            started.append(start_server(spec, log_dir / f"{spec.role}-server.log"))
+            log_path = log_dir / f"{spec.role}-server.log"
+            started.append(start_server(spec, log_path, die_with_parent=True))
         for server in started:
             server.wait_healthy(timeout_s)
     except BaseException:

@@ -68,7 +68,7 @@ def running_server(
         health_url=ready_url,
     )
     with tempfile.TemporaryDirectory() as logs:
-        server = start_server(spec, Path(logs) / "server.log", environ=env)
+        server = start_server(spec, Path(logs) / "server.log", environ=env, die_with_parent=True)
         with server:
             server.wait_healthy(timeout_s)
             yield server
@@ -110,7 +110,8 @@ def model_server(
         # An empty hub cache and offline mode: nothing is looked up or fetched.
         env = {**os.environ, "HF_HUB_CACHE": hub}
         logs = log_dir or Path(hub)
-        server = start_server(spec, logs / f"{role}-server.log", environ=env)
+        log_path = logs / f"{role}-server.log"
+        server = start_server(spec, log_path, environ=env, die_with_parent=True)
         with server:
             server.wait_healthy(90)
             yield server

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +46,14 @@ def _processes_running(needle: str) -> list[str]:
         if needle in line and state != "Z":
             found.append(f"{entry.name} {line}")
     return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaped does not count)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return False
 
 
 class ServersCommand:
@@ -92,9 +101,14 @@ class ServersCommand:
         return self.process.stderr.read() if self.process.poll() is not None else ""
 
     def close(self) -> None:
+        """Stop the command the way a user would, and kill it only if that fails."""
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 @pytest.fixture
@@ -211,6 +225,53 @@ def test_sigterm_stops_the_servers_like_ctrl_c(
     exported = command.wait_ready()
     assert set(exported) == {"HYPERLOCAL_TEXT__BASE_URL", "HYPERLOCAL_TEXT__MODEL"}
     assert command.stop(signal.SIGTERM) == 0
+    assert _processes_running(str(text_model)) == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_servers_do_not_outlive_a_killed_command(
+    tmp_path: Path, models: tuple[Path, Path], servers_command: list[ServersCommand]
+) -> None:
+    text_model, _ = models
+    command = ServersCommand(_server_env(tmp_path, text_model, None))
+    servers_command.append(command)
+    command.wait_ready()
+    assert len(_processes_running(str(text_model))) == 1
+    command.process.kill()  # SIGKILL: no cleanup code runs
+    command.process.wait()
+    deadline = time.monotonic() + 20
+    while _processes_running(str(text_model)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_running(str(text_model)) == []
+
+
+@pytest.mark.slow
+def test_sigint_stops_the_servers_even_when_started_as_a_background_job(
+    tmp_path: Path, models: tuple[Path, Path]
+) -> None:
+    text_model, _ = models
+    env = {**os.environ, **_server_env(tmp_path, text_model, None)}
+    # `sh -c 'cmd &'` starts cmd with SIGINT ignored, as any shell does for background jobs.
+    launcher = subprocess.run(
+        ["sh", "-c", f"{shlex.quote(sys.executable)} -m flows.servers > out.txt 2>&1 & echo $!"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(PROJECT_ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(launcher.stdout.strip())
+    out = tmp_path / "out.txt"
+    deadline = time.monotonic() + 120
+    while "Ctrl-C stops them" not in out.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(_processes_running(str(text_model))) == 1, out.read_text()
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "stopped text server (mlx_lm.server)" in out.read_text()
     assert _processes_running(str(text_model)) == []
 
 
