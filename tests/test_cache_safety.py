@@ -23,15 +23,43 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BRIEF_FILE = PROJECT_ROOT / "examples" / "briefs" / "bakery.toml"
 CLI = [sys.executable, "-m", "flows.flyer", "--variants", "1", "--format", "square"]
 COPY_SECONDS = 3.0
+MEET_TIMEOUT_S = 60
 # The command line with counted builtin backends whose copywriting takes COPY_SECONDS, so
-# two runs started together surely meet at the first step (their start-up times differ).
+# two runs started together overlap. With HYPERLOCAL_TEST_MEET set to a folder, the
+# copywriter instead holds its step until another process is seen waiting for a cache lock
+# this process holds (each process notes the locks it finds taken in that folder): the
+# runs surely meet, however far apart they start, and no timing is assumed.
 SLOW_CLI = f"""
-import json, sys, time
+import json, os, sys, time
+from pathlib import Path
 from backends.builtin_text import BuiltinCopywriter
+from tasks import caching
 from tests import counted_backends
+meet = os.environ.get("HYPERLOCAL_TEST_MEET")
+acquire = caching.CacheLockManager.acquire_lock
+def noting_acquire(self, key, holder, acquire_timeout=None, hold_timeout=None):
+    if meet and self.is_locked(key) and not self.is_lock_holder(key, holder):
+        note = Path(meet) / f"{{os.getpid()}}-{{key}}"
+        note.with_suffix(".tmp").write_text(str(self._path(key)))
+        note.with_suffix(".tmp").replace(note)
+    return acquire(self, key, holder, acquire_timeout, hold_timeout)
+caching.CacheLockManager.acquire_lock = noting_acquire
+def another_process_waits():
+    held = {{str(path) for path in caching._held}}
+    return any(n.read_text() in held for n in Path(meet).iterdir() if n.suffix != ".tmp")
 write = BuiltinCopywriter.write_copy
 def slow(self, *args, **kwargs):
-    time.sleep({COPY_SECONDS})
+    if not meet:
+        time.sleep({COPY_SECONDS})
+        return write(self, *args, **kwargs)
+    deadline = time.monotonic() + {MEET_TIMEOUT_S}
+    while not another_process_waits():
+        if time.monotonic() > deadline:
+            print("NOBODY WAITED", flush=True)
+            break
+        time.sleep(0.05)
+    else:
+        print("MET A WAITER", flush=True)
     return write(self, *args, **kwargs)
 BuiltinCopywriter.write_copy = slow
 counted_backends.install()
@@ -42,29 +70,32 @@ sys.exit(code)
 """
 
 
-def _start(*extra: str) -> subprocess.Popen[str]:
+def _start(*extra: str, meet: Path | None = None) -> subprocess.Popen[str]:
     # The environment (cache, output, PREFECT_API_URL of the session's server) is
     # the test's, set by the fixtures.
+    env = dict(os.environ)
+    if meet is not None:
+        env["HYPERLOCAL_TEST_MEET"] = str(meet)
     return subprocess.Popen(
         [sys.executable, "-c", SLOW_CLI, *CLI[3:], *extra],
         cwd=PROJECT_ROOT,
-        env=dict(os.environ),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
 
 
-def _finish(*runs: subprocess.Popen[str]) -> list[Counter[str]]:
-    """Wait for the runs; return each one's backend calls. Fails on a non-zero exit."""
-    calls = []
+def _finish(*runs: subprocess.Popen[str]) -> list[tuple[Counter[str], str]]:
+    """Wait for the runs; return each one's backend calls and output. Fails on a non-zero exit."""
+    finished = []
     for run in runs:
-        output, _ = run.communicate(timeout=120)
+        output, _ = run.communicate(timeout=120 + MEET_TIMEOUT_S)
         assert run.returncode == 0, output
         last = output.strip().splitlines()[-1]
         assert last.startswith("CALLS "), output
-        calls.append(Counter(json.loads(last.removeprefix("CALLS "))))
-    return calls
+        finished.append((Counter(json.loads(last.removeprefix("CALLS "))), output))
+    return finished
 
 
 def _manifests(output_dir: Path) -> list[RunManifest]:
@@ -81,11 +112,19 @@ def _computed(manifest: RunManifest) -> Counter[str]:
 def test_two_runs_of_one_brief_at_once_compute_each_step_once(
     prefect_env: str, isolated_env: Path
 ) -> None:
-    first, second = _start(), _start()
-    calls = _finish(first, second)
+    meet = isolated_env / "meet"
+    meet.mkdir()
+    (first_calls, first_output), (second_calls, second_output) = _finish(
+        _start(meet=meet), _start(meet=meet)
+    )
 
+    # The runs met: one held the copywriting step until the other was seen waiting for its
+    # lock. Without the lock, both would compute the copy (and wait in vain for a waiter).
+    outputs = first_output + second_output
+    assert outputs.splitlines().count("MET A WAITER") == 1, outputs
+    assert "NOBODY WAITED" not in outputs
     # One model call per step across both runs.
-    assert calls[0] + calls[1] == Counter(write_copy=1, direct_art=1, generate=1, check=1)
+    assert first_calls + second_calls == Counter(write_copy=1, direct_art=1, generate=1, check=1)
 
     manifests = _manifests(isolated_env / "output")
     assert len(manifests) == 2
@@ -99,11 +138,6 @@ def test_two_runs_of_one_brief_at_once_compute_each_step_once(
         for folder in sorted(p.name for p in (isolated_env / "output" / "flyer_runs").iterdir())
     ]
     assert flyers[0] == flyers[1]
-    # The runs met: the one that read the copy from the cache waited for the other's
-    # lock (a lookup alone takes milliseconds). Without the lock both would compute it.
-    waited = [s.seconds for m in manifests for s in m.steps if s.step == "write_copy" and s.cached]
-    assert waited
-    assert waited[0] > COPY_SECONDS / 4
     assert manifests[0].variants[0].copy_ == manifests[1].variants[0].copy_
 
 

@@ -289,7 +289,7 @@ def test_a_slow_server_is_a_timeout_within_about_a_second() -> None:
         started = time.monotonic()
         with pytest.raises(BackendTimeout, match=r"within 0\.5 s"):
             backend(server.url, timeout_s=0.5).write_copy(REQUEST)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 2.5  # the answer would take 3 s
 
 
 def test_connection_refused_is_unavailable_and_names_the_url() -> None:
