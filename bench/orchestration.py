@@ -24,7 +24,11 @@ paints one picture per device at a time, whose bound (all pictures one after
 another) is shown for reference. Figures: the flow run's wall time against
 the bound (goal: at most 1.10), against all steps one after another (the
 speed-up), and a cached re-run of the same brief: its wall time and model
-calls (goal: 0). ``--write`` records the table in ``bench/RESULTS.md``.
+calls (goal: 0). The time before the first step and after publishing is shown
+apart; most of the latter is Prefect's wait for its flow-run heartbeat thread,
+which sleeps in whole seconds (0 to 1 s per run), so one more cold run with
+heartbeats off (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` unset) shows the ratio
+without it. ``--write`` records the table in ``bench/RESULTS.md``.
 
 The first flow run of a process also imports and loads what later runs reuse
 (Typst, fonts, the CLIP vocabulary, Prefect's client): a one-variant warm-up run
@@ -176,6 +180,14 @@ class Timeline:
         times = [t for t, _, _ in self.events]
         return max(times) - min(times) if times else 0.0
 
+    def first(self) -> float:
+        """Return when the first step started (perf_counter); raises ``ValueError`` if none."""
+        return min(t for t, _, _ in self.events)
+
+    def last(self) -> float:
+        """Return when the last step finished (perf_counter); raises ``ValueError`` if none."""
+        return max(t for t, _, _ in self.events)
+
 
 @dataclass(frozen=True)
 class FlowRun:
@@ -183,6 +195,8 @@ class FlowRun:
 
     wall: float
     span: float
+    before_steps: float
+    after_steps: float
     publish: float
     manifest_seconds: float
     steps: list[StepLike]
@@ -262,13 +276,15 @@ def run_flyer(variants: int, formats: Sequence[str]) -> FlowRun:
             formats=list(formats),
             assets_from=str(BRIEF.parent),
         )
-        wall = time.perf_counter() - started
+        ended = time.perf_counter()
     finally:
         progress_listener.reset(token)
     manifest = outcome.manifest
     return FlowRun(
-        wall=wall,
+        wall=ended - started,
         span=timeline.span(),
+        before_steps=timeline.first() - started,
+        after_steps=ended - timeline.last(),
         publish=timeline.seconds("publish"),
         manifest_seconds=manifest.seconds,
         steps=list(manifest.steps),
@@ -290,6 +306,7 @@ class Results:
     warmup: FlowRun | None
     cold: FlowRun
     cached: FlowRun
+    cold_without_heartbeat: FlowRun
 
 
 def measure(
@@ -303,7 +320,11 @@ def measure(
 ) -> Results:
     """Start a Prefect server, then time the warm-up, cold and cached flow runs."""
     from prefect.logging.handlers import APILogWorker
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
 
     from tests.servers import prefect_server
     from tests.sleepy_backends import Latencies, install, restore
@@ -326,6 +347,11 @@ def measure(
                     with _environment(env(root / "run")):
                         cold = run_flyer(variants, formats)
                         cached = run_flyer(variants, formats)
+                    # Prefect's flow-run heartbeat thread sleeps in whole seconds and
+                    # the flow waits for it to wake before it returns (0 to 1 s).
+                    no_heartbeat = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+                    with _environment(env(root / "quiet")), temporary_settings(no_heartbeat):
+                        cold_quiet = run_flyer(variants, formats)
                     # Send the runs' queued log lines while the server is still there to take them.
                     APILogWorker.drain_all(timeout=30)
     finally:
@@ -339,6 +365,7 @@ def measure(
         warmup=first,
         cold=cold,
         cached=cached,
+        cold_without_heartbeat=cold_quiet,
     )
 
 
@@ -367,6 +394,10 @@ def report(results: Results) -> list[str]:
         f"| flow run wall (cold) | {cold.wall:.2f} | whole `flyer` call: flow run on the server, "
         "steps, publish, artifacts |",
         f"| steps span (cold) | {cold.span:.2f} | first step start to publish end |",
+        f"| before the first step | {cold.before_steps:.2f} | flow run created and started, "
+        "progress artifact |",
+        f"| after publishing | {cold.after_steps:.2f} | run artifacts, flow run finished "
+        "(Prefect waits up to 1 s for its heartbeat thread) |",
         f"| critical path, measured step durations | {measured.lower_bound:.2f} | longest "
         f"variant chain {measured.longest_chain:.2f} (chains {chains}) + publish "
         f"{cold.publish:.2f} |",
@@ -385,6 +416,13 @@ def report(results: Results) -> list[str]:
         f"| **cached re-run model calls** | **{results.cached.model_calls}** | goal 0: "
         f"{'met' if results.cached.model_calls == 0 else 'missed'} |",
     ]
+    quiet = results.cold_without_heartbeat
+    quiet_path = critical_path(quiet.steps, results.max_parallel, tail_s=quiet.publish)
+    lines.append(
+        f"| cold run, Prefect heartbeats off: wall / critical path | "
+        f"{quiet.wall / quiet_path.lower_bound:.2f} | wall {quiet.wall:.2f}, critical path "
+        f"{quiet_path.lower_bound:.2f}, after publishing {quiet.after_steps:.2f} |"
+    )
     if results.warmup is not None:
         lines.append(
             f"| warm-up run (1 variant, first in process) | {results.warmup.wall:.2f} | "

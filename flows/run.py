@@ -95,6 +95,8 @@ class RunOutcome(BaseModel):
     folder: Path
     files: list[Path]
     manifest: RunManifest
+    previews: dict[str, str] = {}
+    """JPEG ``data:`` URIs of the flyers for the run's artifacts, by PNG file name."""
 
 
 def base_seed(settings: Settings, brief: Brief) -> int:
@@ -461,5 +463,8 @@ class FlyerRun:
         published: PublishedRun = publish(self.settings.output_dir / "flyer_runs", flyers, manifest)
         _notify(ProgressEvent(variant=None, format=None, step="publish", state="finished"))
         return RunOutcome(
-            folder=published.folder, files=published.files, manifest=published.manifest
+            folder=published.folder,
+            files=published.files,
+            manifest=published.manifest,
+            previews=published.previews,
         )

@@ -4,7 +4,8 @@ Three artifacts per run, keyed on the brief's slug so runs of one brief share
 their artifact collections in the UI:
 
 - ``flyer-<slug>`` (markdown): business and event, then per variant its design,
-  its copy and a thumbnail of every flyer as a ``data:`` URI, and the run folder;
+  its copy and a thumbnail of every flyer as a ``data:`` URI (the previews made
+  while publishing, or read from the run folder), and the run folder;
 - ``flyer-<slug>-files`` (table): one row per variant and format with the QC
   score, attempts, seed and file paths;
 - ``flyer-<slug>-progress`` (progress): created when the flow starts, moved on
@@ -17,14 +18,12 @@ refusing, unreadable picture) is logged as a warning and the run goes on.
 
 from __future__ import annotations
 
-import base64
 import contextvars
-import io
 import logging
 import string
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,10 +40,9 @@ from prefect.context import FlowRunContext
 
 from hyperlocal.models import Brief, FormatRecord, RunManifest, VariantRecord
 from hyperlocal.text import slugify
+from hyperlocal.thumbnails import PREVIEW_HEIGHT, jpeg_data_uri
 from tasks.log import step_logger
 
-THUMB_HEIGHT = 240
-THUMB_QUALITY = 80
 #: At most one progress update per this many seconds, besides the first step of each stage.
 PROGRESS_INTERVAL_S = 0.5
 
@@ -80,6 +78,9 @@ class RunResult(Protocol):
 
     @property
     def manifest(self) -> RunManifest: ...
+
+    @property
+    def previews(self) -> dict[str, str]: ...
 
 
 Listener = Callable[[Any], None]
@@ -133,18 +134,13 @@ def _in_flow_run(what: str) -> bool:
     return True
 
 
-def thumbnail_data_uri(png_path: Path, height: int = THUMB_HEIGHT) -> str:
+def thumbnail_data_uri(png_path: Path, height: int = PREVIEW_HEIGHT) -> str:
     """Return a JPEG thumbnail ``height`` pixels tall of a picture file as a ``data:`` URI.
 
     Raises ``OSError`` when the file cannot be read or is not a picture.
     """
     with Image.open(png_path) as picture:
-        width = max(1, round(picture.width * height / picture.height))
-        thumb = picture.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    # JPEG: a flyer thumbnail is a photo-like picture, a fraction of a PNG's size.
-    thumb.save(out, format="JPEG", quality=THUMB_QUALITY, optimize=True)
-    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+        return jpeg_data_uri(picture, height)
 
 
 def _copy_lines(record: VariantRecord) -> list[str]:
@@ -159,7 +155,7 @@ def _copy_lines(record: VariantRecord) -> list[str]:
     return lines
 
 
-def _thumbnail_lines(record: VariantRecord, folder: Path) -> list[str]:
+def _thumbnail_lines(record: VariantRecord, folder: Path, previews: Mapping[str, str]) -> list[str]:
     images: list[str] = []
     for fmt in record.formats:
         label = escape_markdown(f"variant {record.variant} {fmt.format}")
@@ -167,7 +163,7 @@ def _thumbnail_lines(record: VariantRecord, folder: Path) -> list[str]:
         if png is None:
             continue
         try:
-            uri = thumbnail_data_uri(folder / png)
+            uri = previews.get(png) or thumbnail_data_uri(folder / png)
         except OSError as exc:
             step_logger().warning("no thumbnail for %s: %s", png, exc)
             images.append(f"*{label}: thumbnail unavailable*")
@@ -176,11 +172,15 @@ def _thumbnail_lines(record: VariantRecord, folder: Path) -> list[str]:
     return [" ".join(images), ""] if images else []
 
 
-def run_markdown(manifest: RunManifest, folder: Path) -> str:
+def run_markdown(
+    manifest: RunManifest, folder: Path, previews: Mapping[str, str] | None = None
+) -> str:
     """Return the markdown of a run: business, event, each variant's copy and thumbnails.
 
-    Every text from the brief or a model is escaped (``escape_markdown``). A flyer
-    whose PNG cannot be read gets a note instead of a thumbnail (logged).
+    Thumbnails are the ``previews`` (``data:`` URIs by PNG file name) or, for a flyer
+    without one, made from its file in ``folder``. Every text from the brief or a model
+    is escaped (``escape_markdown``). A flyer whose PNG cannot be read gets a note
+    instead of a thumbnail (logged).
     """
     brief = manifest.brief
     lines = [
@@ -193,7 +193,7 @@ def run_markdown(manifest: RunManifest, folder: Path) -> str:
         designs = ", ".join(dict.fromkeys(fmt.design for fmt in record.formats))
         lines += [f"## Variant {record.variant} · {escape_markdown(designs)}", ""]
         lines += _copy_lines(record)
-        lines += _thumbnail_lines(record, folder)
+        lines += _thumbnail_lines(record, folder, previews or {})
     lines += [f"**Run folder:** {escape_markdown(str(folder))}", ""]
     return "\n".join(lines)
 
@@ -245,7 +245,7 @@ def publish_run_artifacts(outcome: RunResult) -> dict[str, UUID]:
     description = f"Flyers for {brief.business}: {brief.event}"
     try:
         created["markdown"] = create_markdown_artifact(
-            markdown=run_markdown(manifest, folder),
+            markdown=run_markdown(manifest, folder, outcome.previews),
             key=key,
             description=plain_description(description),
             _sync=True,  # type: ignore[call-arg]

@@ -11,6 +11,7 @@ import io
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 
 from hyperlocal.files import write_atomic
 from hyperlocal.models import RenderedFlyer, RunManifest
+from hyperlocal.thumbnails import PREVIEW_HEIGHT, jpeg_data_uri, png_thumbnails
 from tasks.log import step_logger
 
 THUMB_HEIGHT = 520
@@ -33,6 +35,8 @@ class PublishedRun(BaseModel):
     folder: Path
     files: list[Path]
     manifest: RunManifest
+    previews: dict[str, str] = {}
+    """JPEG ``data:`` URIs of the flyers, ``PREVIEW_HEIGHT`` tall, by PNG file name."""
 
 
 def flyer_file_name(variant: int, format_name: str, suffix: str) -> str:
@@ -40,11 +44,20 @@ def flyer_file_name(variant: int, format_name: str, suffix: str) -> str:
     return f"variant_{variant:02d}_{format_name}.{suffix}"
 
 
-def contact_sheet(flyers: list[RenderedFlyer]) -> bytes:
-    """Return a labelled PNG of every flyer of a run: one row per variant, one column per format."""
+def contact_sheet(
+    flyers: list[RenderedFlyer],
+    thumbnails: Mapping[tuple[int, str], Image.Image] | None = None,
+) -> bytes:
+    """Return a labelled PNG of every flyer of a run: one row per variant, one column per format.
+
+    ``thumbnails`` (``THUMB_HEIGHT`` tall, by variant and format) saves decoding the
+    flyers again; missing ones are made here. Raises ``OSError`` for an unreadable PNG.
+    """
     variants = sorted({f.variant for f in flyers})
     formats = list(dict.fromkeys(f.format for f in flyers))
     by_key = {(f.variant, f.format): f for f in flyers}
+    missing = {key: f.png for key, f in by_key.items() if key not in (thumbnails or {})}
+    thumbs = {**(thumbnails or {}), **png_thumbnails(missing, THUMB_HEIGHT)}
     widths = {
         name: max(
             round(f.png_width * THUMB_HEIGHT / f.png_height) for f in flyers if f.format == name
@@ -62,10 +75,9 @@ def contact_sheet(flyers: list[RenderedFlyer]) -> bytes:
         for name in formats:
             flyer = by_key.get((variant, name))
             if flyer is not None:
-                with Image.open(io.BytesIO(flyer.png)) as picture:
-                    thumb = picture.convert("RGB").resize(
-                        (widths[name], THUMB_HEIGHT), Image.Resampling.LANCZOS
-                    )
+                thumb = thumbs[(variant, name)]
+                if thumb.size != (widths[name], THUMB_HEIGHT):
+                    thumb = thumb.resize((widths[name], THUMB_HEIGHT), Image.Resampling.LANCZOS)
                 sheet.paste(thumb, (x, y))
                 draw.rectangle(
                     (x - 1, y - 1, x + widths[name], y + THUMB_HEIGHT), outline="#C9C2B8"
@@ -127,8 +139,10 @@ def publish(runs_dir: Path, flyers: list[RenderedFlyer], manifest: RunManifest) 
                 write_atomic(staging / names[-1], flyer.pdf)
             names.append(flyer_file_name(flyer.variant, flyer.format, "png"))
             write_atomic(staging / names[-1], flyer.png)
+        # Every flyer decoded once, for the contact sheet and the artifacts' previews.
+        thumbnails = png_thumbnails({(f.variant, f.format): f.png for f in flyers}, THUMB_HEIGHT)
         names.append("contact_sheet.png")
-        write_atomic(staging / names[-1], contact_sheet(flyers))
+        write_atomic(staging / names[-1], contact_sheet(flyers, thumbnails))
         names.append("manifest.json")
         while True:
             final_manifest = manifest.model_copy(update={"files": names, "run_name": final.name})
@@ -148,6 +162,13 @@ def publish(runs_dir: Path, flyers: list[RenderedFlyer], manifest: RunManifest) 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     step_logger().info("published %d files to %s", len(names), final)
+    previews = {
+        flyer_file_name(variant, format_name, "png"): jpeg_data_uri(picture, PREVIEW_HEIGHT)
+        for (variant, format_name), picture in thumbnails.items()
+    }
     return PublishedRun(
-        folder=final, files=[final / name for name in names], manifest=final_manifest
+        folder=final,
+        files=[final / name for name in names],
+        manifest=final_manifest,
+        previews=previews,
     )

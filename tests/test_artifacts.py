@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import threading
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import Artifact
@@ -18,7 +21,14 @@ import tasks.artifacts as artifacts
 from flows.flyer import flyer
 from flows.run import ProgressEvent, RunOutcome
 from hyperlocal.models import Brief
-from tasks.artifacts import ProgressArtifact, artifact_key, escape_markdown, publish_run_artifacts
+from hyperlocal.thumbnails import PREVIEW_HEIGHT
+from tasks.artifacts import (
+    ProgressArtifact,
+    artifact_key,
+    escape_markdown,
+    publish_run_artifacts,
+    run_markdown,
+)
 
 HOSTILE = Brief(
     business="<b>x</b> Bakery",
@@ -102,6 +112,9 @@ def test_a_run_publishes_escaped_copy_thumbnails_a_table_and_full_progress(
         assert escape_markdown(variant.copy_.headline) in markdown
         assert escape_markdown(variant.copy_.where) in markdown
     assert markdown.count("](data:image/jpeg;base64,") == 2  # one per flyer
+    # The thumbnails are the previews made while publishing (no second decoding).
+    assert sorted(outcome.previews) == ["variant_01_square.png", "variant_02_square.png"]
+    assert all(f"]({uri})" in markdown for uri in outcome.previews.values())
     assert escape_markdown(str(outcome.folder)) in markdown
     # Hostile text shows escaped: no tag, and every image or link is a thumbnail.
     assert not re.search(r"(?<!\\)[<>]", markdown)
@@ -124,6 +137,35 @@ def test_a_run_publishes_escaped_copy_thumbnails_a_table_and_full_progress(
     assert found["progress"].data == 100.0
     # Outside a flow run the artifacts are skipped, never an error.
     assert publish_run_artifacts(outcome) == {}
+
+
+def _thumbnail_sizes(markdown: str) -> list[tuple[int, int]]:
+    sizes = []
+    for encoded in re.findall(r"\]\(data:image/jpeg;base64,([^)]+)\)", markdown):
+        with Image.open(io.BytesIO(base64.b64decode(encoded))) as thumb:
+            assert thumb.format == "JPEG"
+            sizes.append(thumb.size)
+    return sizes
+
+
+@pytest.mark.slow
+def test_flyers_without_previews_get_thumbnails_from_their_files(
+    prefect_env: str, isolated_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    outcome = flyer(brief=HOSTILE, variants=2, formats=["square", "letter"])
+    published = run_markdown(outcome.manifest, outcome.folder, outcome.previews)
+    from_files = run_markdown(outcome.manifest, outcome.folder)
+    for markdown in (published, from_files):
+        sizes = _thumbnail_sizes(markdown)
+        assert len(sizes) == 4
+        assert all(height == PREVIEW_HEIGHT for _, height in sizes)
+        # A square flyer 240 tall is 240 wide; a letter one (8.5 x 11 in) 185.5.
+        assert sorted(width for width, _ in sizes) in ([185, 185, 240, 240], [186, 186, 240, 240])
+    (outcome.folder / "variant_02_letter.png").write_bytes(b"not a picture")
+    markdown = run_markdown(outcome.manifest, outcome.folder)
+    assert len(_thumbnail_sizes(markdown)) == 3
+    assert "variant 2 letter: thumbnail unavailable" in markdown
+    assert "no thumbnail for variant_02_letter.png" in caplog.text
 
 
 @pytest.mark.slow
