@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel
 
@@ -47,7 +47,6 @@ Purpose = Literal["mlx-lm", "mlx-vlm", "sdxl", "sdxl-config", "lora"]
 _WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".npz")
 _REFUSED_DOWNLOAD_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_SECRET_QUERY_KEYS = ("token", "key", "api_key", "apikey", "auth", "signature", "sig")
 
 
 # -- references -----------------------------------------------------------------------------
@@ -78,17 +77,7 @@ def classify(reference: str) -> ReferenceKind:
 
 def display_reference(reference: str) -> str:
     """Return ``reference`` safe to print: no URL password, no token in the query."""
-    if not is_url(reference):
-        return reference
-    url = redact_url(reference)
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    query = [
-        (k, "***" if k.lower() in _SECRET_QUERY_KEYS else v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+    return redact_url(reference) if is_url(reference) else reference
 
 
 def url_file_name(url: str) -> str:

@@ -15,9 +15,10 @@ variable names, ``.env``, ``hyperlocal.toml`` (or the file named by
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -50,6 +51,12 @@ TextProvider = Literal["vllm_mlx", "mlx_lm", "ollama", "lmstudio", "llamacpp", "
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # repr (logs, tracebacks, debuggers) shows URLs without their secrets;
+        # SecretStr fields already show stars.
+        for name, value in super().__repr_args__():
+            yield name, _redact_urls(value) if isinstance(value, str) else value
 
 
 class TextSettings(_Section):
@@ -577,8 +584,9 @@ class Settings(BaseSettings):
     def public_dict(self) -> dict[str, Any]:
         """Return the settings as JSON-ready data with every secret removed (for manifests).
 
-        API keys become stars, and so does a password inside a server URL
-        (``http://user:password@host``, as A1111's ``--api-auth`` wants).
+        API keys and tokens become stars, and so do the secrets of any URL in them:
+        a password (``http://user:password@host``, as A1111's ``--api-auth`` wants)
+        and credential query parameters (a Civitai link's ``?token=``).
         """
         data = self.model_dump(mode="json")
         for section, name in (
@@ -589,10 +597,9 @@ class Settings(BaseSettings):
         ):
             if data[section].get(name) is not None:
                 data[section][name] = "**********"
-        for section, name in (("text", "base_url"), ("vision", "base_url"), ("image", "api_url")):
-            if data[section].get(name):
-                data[section][name] = redact_url(data[section][name])
-        return data
+        # Server URLs, model and LoRA URLs: wherever a URL is, its secrets go.
+        redacted: dict[str, Any] = _redact_urls(data)
+        return redacted
 
     def with_overrides(self, **changes: Any) -> Settings:
         """Return new settings with ``changes`` applied as if the user had set them.
@@ -625,18 +632,57 @@ def sha256_digest(value: str | None) -> str | None:
     return digest
 
 
+#: Query parameters that carry credentials (Civitai's ``?token=``, signed URLs).
+SECRET_QUERY_KEYS = frozenset(
+    {
+        "token",
+        "key",
+        "api_key",
+        "apikey",
+        "auth",
+        "signature",
+        "sig",
+        "access_token",
+        "password",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+    }
+)
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` with the password of its ``user:password@`` part replaced by stars."""
+    """Return ``url`` with its secrets replaced by stars: the password of a
+    ``user:password@`` part and the values of credential query parameters
+    (``?token=...``). Anything that is not an http(s)-style URL comes back unchanged.
+    """
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return "(a URL that does not parse)"
-    if not password:
+    pairs = parse_qsl(parts.query, keep_blank_values=True) if parts.scheme else []
+    secret_query = any(k.lower() in SECRET_QUERY_KEYS for k, _ in pairs)
+    if not password and not secret_query:
         return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if password:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if secret_query:
+        query = [(k, "***" if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts)
+
+
+def _redact_urls(value: Any) -> Any:
+    """Return ``value`` (JSON-like data) with every URL in it passed through ``redact_url``."""
+    if isinstance(value, str):
+        return redact_url(value) if "://" in value else value
+    if isinstance(value, dict):
+        return {k: _redact_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_urls(v) for v in value]
+    return value
 
 
 def describe_settings_error(exc: ValidationError) -> str:

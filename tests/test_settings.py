@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from hyperlocal.errors import SettingsError
-from hyperlocal.settings import PROFILES, load_settings
+from hyperlocal.settings import PROFILES, Settings, load_settings
 
 
 def test_no_settings_gives_the_preview_profile() -> None:
@@ -156,3 +157,35 @@ def test_secrets_never_reach_the_public_settings(monkeypatch: pytest.MonkeyPatch
     assert settings.text.api_key.get_secret_value() == "sk-canary-123"
     assert "sk-canary-123" not in str(settings.public_dict())
     assert "sk-canary-123" not in repr(settings)
+
+
+def test_url_secrets_never_reach_the_public_settings_or_repr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A Civitai link with its token, an A1111 login, a signed LoRA link.
+    monkeypatch.setenv(
+        "HYPERLOCAL_IMAGE__MODEL", "https://civitai.com/api/download/models/1?type=Model&token=TOK1"
+    )
+    monkeypatch.setenv("HYPERLOCAL_IMAGE__API_URL", "http://painter:PW2@127.0.0.1:7860")
+    monkeypatch.setenv(
+        "HYPERLOCAL_IMAGE__LORAS",
+        '[{"path": "https://cdn.example/l.safetensors?X-Amz-Signature=SIG3&v=2"}]',
+    )
+    monkeypatch.setenv("HYPERLOCAL_VISION__BASE_URL", "http://127.0.0.1:8081/v1?api_key=KEY4")
+    settings = load_settings()
+    assert settings.image.model is not None
+    assert settings.image.model.endswith("token=TOK1")  # the backends get the real URL
+    shown = json.dumps(settings.public_dict()) + repr(settings)
+    for canary in ("TOK1", "PW2", "SIG3", "KEY4"):
+        assert canary not in shown
+    public = settings.public_dict()
+    assert public["image"]["model"] == (
+        "https://civitai.com/api/download/models/1?type=Model&token=***"
+    )
+    assert public["image"]["api_url"] == "http://painter:***@127.0.0.1:7860"
+    assert public["image"]["loras"][0]["path"] == (
+        "https://cdn.example/l.safetensors?X-Amz-Signature=***&v=2"
+    )
+    # URLs without secrets are shown exactly as set.
+    plain = Settings(text={"base_url": "http://127.0.0.1:8080/v1?x=1&y=two words"})
+    assert plain.public_dict()["text"]["base_url"] == "http://127.0.0.1:8080/v1?x=1&y=two words"
