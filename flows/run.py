@@ -28,7 +28,13 @@ from backends.model_needs import ensure_models
 from flows.runners import image_step_tags
 from hyperlocal import __version__
 from hyperlocal.designs import design_for_variant, place_design
-from hyperlocal.errors import InvalidModelOutput, LayoutError, PassingFault, PictureRejected
+from hyperlocal.errors import (
+    InvalidImage,
+    InvalidModelOutput,
+    LayoutError,
+    PassingFault,
+    PictureRejected,
+)
 from hyperlocal.fonts import resolve_font
 from hyperlocal.formats import FlyerFormat, Zone, get_format, sdxl_size_for
 from hyperlocal.models import (
@@ -201,18 +207,15 @@ class FlyerRun:
         )
         started = time.perf_counter()
         future = task.submit(*args, **kwargs)
-        value = future.result()
+        try:
+            value = future.result()
+        except Exception as exc:
+            # Kept in the manifest when the run goes on without this result (its model
+            # call counts); a fault that ends the run leaves no manifest anyway.
+            self._record(name, variant, format_name, attempt, False, started, str(exc))
+            raise
         cached = future.state.name == "Cached"
-        record = StepRecord(
-            step=name,
-            variant=variant,
-            format=format_name,
-            attempt=attempt,
-            cached=cached,
-            seconds=round(time.perf_counter() - started, 4),
-        )
-        with self._lock:
-            self._records.append(record)
+        self._record(name, variant, format_name, attempt, cached, started)
         _notify(
             ProgressEvent(
                 variant=variant,
@@ -224,6 +227,28 @@ class FlyerRun:
             )
         )
         return value
+
+    def _record(
+        self,
+        step: str,
+        variant: int | None,
+        format_name: str | None,
+        attempt: int | None,
+        cached: bool,
+        started: float,
+        error: str | None = None,
+    ) -> None:
+        record = StepRecord(
+            step=step,
+            variant=variant,
+            format=format_name,
+            attempt=attempt,
+            cached=cached,
+            seconds=round(time.perf_counter() - started, 4),
+            error=error,
+        )
+        with self._lock:
+            self._records.append(record)
 
     def _text_step(
         self, task: Task[..., Any], request: BaseModel, variant: int, fallbacks: list[str]
@@ -249,18 +274,42 @@ class FlyerRun:
         settings = self.settings
         attempts: list[AttemptRecord] = []
         tried: list[tuple[GeneratedImage, QCReport | None]] = []
-        max_attempts = (settings.qc.max_attempts or 1) if settings.qc.enabled else 1
+        unusable: InvalidImage | None = None
+        # A picture that failed QC, or that was not a usable picture at all, is painted
+        # again with the next seed; without QC only unusable pictures are repainted.
+        max_attempts = settings.qc.max_attempts or 1
         for attempt in range(1, max_attempts + 1):
             seed = attempt_seed(self.seed, variant, attempt)
             request = ImageRequest(seed=seed, attempt=attempt, **request_base)
-            image: GeneratedImage = self._step(
-                self.steps.generate_image,
-                request,
-                settings,
-                variant=variant,
-                format_name=fmt.name,
-                attempt=attempt,
-            )
+            try:
+                image: GeneratedImage = self._step(
+                    self.steps.generate_image,
+                    request,
+                    settings,
+                    variant=variant,
+                    format_name=fmt.name,
+                    attempt=attempt,
+                )
+            except InvalidImage as exc:
+                unusable = exc
+                step_logger().warning(
+                    "variant %d %s, attempt %d (seed %d): %s; painting again",
+                    variant,
+                    fmt.name,
+                    attempt,
+                    seed,
+                    exc,
+                )
+                attempts.append(
+                    AttemptRecord(
+                        attempt=attempt,
+                        seed=seed,
+                        width=request.width,
+                        height=request.height,
+                        image_error=str(exc),
+                    )
+                )
+                continue
             report: QCReport | None = None
             if settings.qc.enabled:
                 check = CheckRequest(
@@ -307,6 +356,11 @@ class FlyerRun:
                 return image, attempts, None
             if report.passed:
                 return image, attempts, True
+        if not tried:
+            raise InvalidImage(
+                f"variant {variant} {fmt.name}: none of {max_attempts} pictures was usable "
+                f"(last: {unusable}); check the image backend's output"
+            )
         if settings.qc.on_exhausted == "fail":
             reasons = "; ".join(tried[-1][1].reasons) if tried[-1][1] else "unknown"
             raise PictureRejected(

@@ -400,6 +400,11 @@ class StepRecord(BaseModel):
     attempt: int | None = None
     cached: bool
     seconds: float
+    error: str | None = Field(
+        default=None,
+        description="Why the step failed, when the run went on without its result (a picture "
+        "painted again, a builtin fallback, a picture shipped unchecked).",
+    )
 
 
 class AttemptRecord(BaseModel):
@@ -412,6 +417,11 @@ class AttemptRecord(BaseModel):
     qc: QCReport | None = None
     qc_error: str | None = Field(
         default=None, description="Why the picture went unchecked (vision backend down)."
+    )
+    image_error: str | None = Field(
+        default=None,
+        description="Why the painted picture was unusable (not a PNG of the requested size); "
+        "another was painted.",
     )
 
 

@@ -16,17 +16,19 @@ from PIL import Image
 from pypdf import PdfReader
 
 from backends import registry
-from backends.base import CheckRequest, Health
+from backends.base import CheckRequest, Health, ImageRequest
+from backends.builtin_image import BuiltinPainter
 from backends.builtin_text import BuiltinCopywriter
 from flows.flyer import flyer
 from hyperlocal.briefs import load_brief
 from hyperlocal.errors import (
     BackendUnavailable,
     ConfigurationError,
+    InvalidImage,
     InvalidModelOutput,
     PictureRejected,
 )
-from hyperlocal.models import BackendIdentity, Brief, QCReport, RunManifest
+from hyperlocal.models import BackendIdentity, Brief, GeneratedImage, QCReport, RunManifest
 from hyperlocal.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -317,3 +319,81 @@ def test_a_vision_backend_down_can_ship_the_picture_unchecked_and_flagged(
     assert attempt.qc_error is not None
     assert "is the server running" in attempt.qc_error
     assert (outcome.folder / "variant_01_square.png").is_file()
+
+
+class _Blotchy(BuiltinPainter):
+    """A painter whose first ``bad`` pictures are 1x1 PNGs: a lying image server."""
+
+    calls = 0
+
+    def __init__(self, bad: int) -> None:
+        super().__init__()
+        self.bad = bad
+
+    def generate(self, request: ImageRequest) -> GeneratedImage:
+        type(self).calls += 1
+        image = super().generate(request)
+        if type(self).calls > self.bad:
+            return image
+        out = io.BytesIO()
+        Image.new("RGB", (1, 1), "black").save(out, format="PNG")
+        return image.model_copy(update={"png": out.getvalue()})
+
+
+def _install_blotchy(bad: int) -> type[_Blotchy]:
+    blotchy = type("Blotchy", (_Blotchy,), {"calls": 0})
+    registry.register("image", "builtin", lambda settings: blotchy(bad))
+    return blotchy
+
+
+@pytest.mark.parametrize("qc", ["true", "false"])
+def test_an_unusable_picture_is_painted_again_with_the_next_seed(
+    prefect_env: str,
+    brief: Brief,
+    restore_builders: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    isolated_env: Path,
+    qc: str,
+) -> None:
+    monkeypatch.setenv("HYPERLOCAL_QC__ENABLED", qc)
+    monkeypatch.setenv("HYPERLOCAL_QC__MAX_ATTEMPTS", "3")
+    blotchy = _install_blotchy(bad=1)
+    outcome = flyer(brief=brief, variants=1, formats=["square"], assets_from=str(BRIEF_FILE.parent))
+
+    assert blotchy.calls == 2
+    record = outcome.manifest.variants[0].formats[0]
+    first, second = record.attempts
+    assert first.image_error is not None
+    assert "returned 1x1, not the requested" in first.image_error
+    assert first.qc is None
+    assert second.image_error is None
+    assert first.seed != second.seed
+    assert record.chosen_attempt == 2
+    assert record.qc_passed is (True if qc == "true" else None)
+    assert outcome.manifest.model_calls["image"] == 2
+    painted = [s for s in outcome.manifest.steps if s.step == "generate_image"]
+    assert [(s.attempt, s.error is not None) for s in painted] == [(1, True), (2, False)]
+    assert "attempt 1" in caplog.text
+    assert "painting again" in caplog.text
+    with Image.open(outcome.folder / "variant_01_square.png") as picture:
+        assert picture.size == (1080, 1080)
+
+
+def test_when_no_picture_is_usable_the_run_fails_with_one_line(
+    prefect_env: str,
+    brief: Brief,
+    restore_builders: None,
+    monkeypatch: pytest.MonkeyPatch,
+    isolated_env: Path,
+) -> None:
+    monkeypatch.setenv("HYPERLOCAL_QC__MAX_ATTEMPTS", "2")
+    blotchy = _install_blotchy(bad=5)
+    with pytest.raises(InvalidImage) as info:
+        flyer(brief=brief, variants=1, formats=["square"], assets_from=str(BRIEF_FILE.parent))
+    assert blotchy.calls == 2  # bad output: repainted per attempt, never retried as a fault
+    message = str(info.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith("variant 1 square: none of 2 pictures was usable (last: ")
+    assert "1x1, not the requested" in message
+    assert not (isolated_env / "output" / "flyer_runs").exists()
