@@ -284,6 +284,12 @@ def report(console: Console, outcome: RunOutcome, seconds: float) -> None:
             )
         for fmt in variant.formats:
             for attempt in fmt.attempts:
+                if attempt.image_error:
+                    console.print(
+                        f"[yellow]warning[/]: variant {variant.variant} {fmt.format}: picture "
+                        f"{attempt.attempt} was unusable and was painted again: "
+                        f"{escape(attempt.image_error)}"
+                    )
                 if attempt.qc_error:
                     console.print(
                         f"[yellow]warning[/]: variant {variant.variant} {fmt.format}: picture "

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from PIL import Image
 from pypdf import PdfReader
+from rich.console import Console
 
 from backends import registry
 from backends.base import CheckRequest, Health, ImageRequest
 from backends.builtin_image import BuiltinPainter
 from backends.builtin_text import BuiltinCopywriter
-from flows.flyer import flyer
+from flows.flyer import flyer, report
 from hyperlocal.briefs import load_brief
 from hyperlocal.errors import (
     BackendUnavailable,
@@ -378,6 +379,13 @@ def test_an_unusable_picture_is_painted_again_with_the_next_seed(
     assert "painting again" in caplog.text
     with Image.open(outcome.folder / "variant_01_square.png") as picture:
         assert picture.size == (1080, 1080)
+    # The command line's summary says so.
+    shown = io.StringIO()
+    report(Console(file=shown, width=300), outcome, 1.0)
+    assert (
+        "warning: variant 1 square: picture 1 was unusable and was painted again: the image "
+        "backend returned 1x1, not the requested"
+    ) in shown.getvalue()
 
 
 def test_when_no_picture_is_usable_the_run_fails_with_one_line(
