@@ -296,6 +296,10 @@ def report(console: Console, outcome: RunOutcome, seconds: float) -> None:
                         f"shipped unchecked, no verdict from the vision backend: "
                         f"{escape(attempt.qc_error)}"
                     )
+            for fallback in fmt.font_fallbacks:
+                console.print(
+                    f"[yellow]note[/]: variant {variant.variant} {fmt.format}: {escape(fallback)}"
+                )
             if fmt.cut:
                 console.print(
                     f"[yellow]note[/]: variant {variant.variant} {fmt.format}: left out to fit "

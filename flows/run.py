@@ -453,6 +453,7 @@ class FlyerRun:
                     style=flyer.style,
                     font_sizes=flyer.font_sizes,
                     cut=flyer.cut,
+                    font_fallbacks=flyer.font_fallbacks,
                 )
             )
         record = VariantRecord(

@@ -1,8 +1,10 @@
 """The fonts flyers may use: families from PyPI font packages, and what each can draw.
 
 Typst embeds only serif and mono faces and merely warns about an unknown family,
-so fonts are resolved here first: an unknown family, or a character no chosen
-font can draw (Typst would print an empty box), is a ``LayoutError``.
+so fonts are resolved here first: an unknown family is a ``LayoutError``; a text
+the chosen family cannot draw is set in another installed family that can
+(``covering_family``), and a character no installed font draws (Typst would
+print an empty box) is a ``LayoutError``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 
 from fontTools.ttLib import TTFont
@@ -100,3 +103,40 @@ def missing_glyphs(text: str, family: str) -> list[str]:
             continue
         missing.append(char)
     return missing
+
+
+#: Families tried, in this order, when the chosen one cannot draw a text: the
+#: widest coverage first (Roboto and Source Sans Pro draw Latin Extended, Greek,
+#: Cyrillic and Vietnamese; Lato and Fjalla One less).
+FALLBACK_FAMILIES: tuple[str, ...] = ("Roboto", "Source Sans Pro", "Lato", "Fjalla One")
+
+
+def undrawable(text: str) -> list[str]:
+    """Return the characters of ``text`` that no installed family can draw (in order)."""
+    families = list(installed_fonts())
+    if not families:
+        return missing_glyphs(text, "")  # raises LayoutError: no fonts at all
+    return [
+        ch
+        for ch in missing_glyphs(text, families[0])
+        if all(missing_glyphs(ch, family) for family in families[1:])
+    ]
+
+
+def covering_family(text: str, preferred: str, also: Sequence[str] = ()) -> str:
+    """Return the family to set ``text`` in: ``preferred`` when it draws every character,
+    else the first installed family of ``also``, then of ``FALLBACK_FAMILIES``, that does.
+
+    A whole text gets one family, so a headline never mixes faces letter by letter.
+    Raises ``LayoutError`` when no installed family draws it all (check
+    ``undrawable`` first for a message naming the characters).
+    """
+    chosen = resolve_font(preferred)
+    if not missing_glyphs(text, chosen):
+        return chosen
+    installed = installed_fonts()
+    for family in dict.fromkeys([*also, *FALLBACK_FAMILIES, *installed]):
+        if family in installed and not missing_glyphs(text, family):
+            return family
+    shown = ", ".join(f"{ch!r}" for ch in missing_glyphs(text, chosen)[:5])
+    raise LayoutError(f"no installed font draws every character of {shown} together")

@@ -389,6 +389,10 @@ class RenderedFlyer(BaseModel):
     style: TextStyle
     font_sizes: dict[str, float] = Field(default_factory=dict)
     cut: list[str] = Field(default_factory=list, description="Copy left out to fit the panel.")
+    font_fallbacks: list[str] = Field(
+        default_factory=list,
+        description="Texts set in another family than the chosen one (it cannot draw them).",
+    )
 
 
 class StepRecord(BaseModel):
@@ -438,6 +442,10 @@ class FormatRecord(BaseModel):
     style: TextStyle
     font_sizes: dict[str, float] = Field(default_factory=dict)
     cut: list[str] = Field(default_factory=list, description="Copy left out to fit the panel.")
+    font_fallbacks: list[str] = Field(
+        default_factory=list,
+        description="Texts set in another family than the chosen one (it cannot draw them).",
+    )
 
 
 class VariantRecord(BaseModel):

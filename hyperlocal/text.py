@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
-_SLUG_STRIP = re.compile(r"[^a-z0-9]+")
+from slugify import slugify as transliterated_slug
 
 
 def control_characters(value: str, allow_newlines: bool = False) -> list[str]:
@@ -20,11 +19,13 @@ def control_characters(value: str, allow_newlines: bool = False) -> list[str]:
 
 
 def slugify(value: str, max_length: int = 40) -> str:
-    """Return a lowercase ASCII slug of ``value`` for file and folder names (never empty)."""
-    ascii_text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
-    slug = _SLUG_STRIP.sub("-", ascii_text.lower()).strip("-")
-    slug = slug[:max_length].rstrip("-")
-    return slug or "flyer"
+    """Return a lowercase ASCII slug of ``value`` for file and folder names (never empty).
+
+    Letters of every script are transliterated (python-slugify with text-unidecode):
+    ``Piekarnia Źródło`` -> ``piekarnia-zrodlo``, ``Пекарня`` -> ``pekarnia``; what has no
+    letters or digits at all (emoji) gives ``flyer``.
+    """
+    return transliterated_slug(value, max_length=max_length) or "flyer"
 
 
 def clip_words(value: str, limit: int) -> str:

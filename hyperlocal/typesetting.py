@@ -34,7 +34,13 @@ from hyperlocal.contrast import (
 )
 from hyperlocal.designs import MIN_OPACITY, PlacedDesign, place_design
 from hyperlocal.errors import AssetError, LayoutError, TextOverflow
-from hyperlocal.fonts import installed_fonts, missing_glyphs, resolve_font
+from hyperlocal.fonts import (
+    covering_family,
+    installed_fonts,
+    missing_glyphs,
+    resolve_font,
+    undrawable,
+)
 from hyperlocal.formats import FlyerFormat, Zone
 from hyperlocal.models import Brief, FlyerCopy, TextStyle
 from hyperlocal.qr import qr_svg
@@ -169,6 +175,8 @@ class TypesetFlyer:
     png_width: int
     png_height: int
     font_sizes: dict[str, float] = field(default_factory=dict)
+    font_fallbacks: list[str] = field(default_factory=list)
+    """Texts set in another family than the chosen one, and why."""
 
 
 def type_scale(fmt: FlyerFormat) -> dict[str, float]:
@@ -217,15 +225,30 @@ def _url_label(url: str) -> str:
     return label if len(label) <= 40 else (host if len(host) <= 40 else "")
 
 
-def _check_glyphs(fields: dict[str, tuple[str, str]]) -> None:
-    for name, (text, family) in fields.items():
-        missing = missing_glyphs(text, family)
+def _check_glyphs(fields: dict[str, str]) -> None:
+    """Raise ``LayoutError`` naming the first field with a character no installed font draws."""
+    for name, text in fields.items():
+        missing = undrawable(text)
         if missing:
             shown = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in missing[:5])
             raise LayoutError(
-                f"the {name} contains {shown}, which the font {family} cannot draw: "
-                "remove it or choose another font"
+                f"the {name} contains {shown}, which no installed font can draw: remove it"
             )
+
+
+def _family_for(role: str, text: str, chosen: str, other: str, fallbacks: list[str]) -> str:
+    """Return the family to set a role's ``text`` in; note a fallback in ``fallbacks``."""
+    try:
+        family = covering_family(text, chosen, also=[other])
+    except LayoutError:
+        raise LayoutError(
+            f"no single installed font draws every character of the {role}: "
+            "write it in fewer scripts"
+        ) from None
+    if family != chosen:
+        shown = ", ".join(f"{ch!r}" for ch in missing_glyphs(text, chosen)[:5])
+        fallbacks.append(f"{role}: {chosen} cannot draw {shown}; set in {family}")
+    return family
 
 
 def _png_size(png: bytes) -> tuple[int, int]:
@@ -288,6 +311,7 @@ class TypstJob:
     geometry: PageGeometry
     scale: dict[str, float]
     ppi: float
+    font_fallbacks: list[str] = field(default_factory=list)
 
 
 def write_job(
@@ -313,7 +337,7 @@ def write_job(
     ``frosted`` treatment), the logo, ``qr.svg`` and ``flyer.typ``; compile
     ``entry`` with ``root=folder`` and the PNG at ``ppi``. The arguments are
     ``typeset_flyer``'s. Raises ``LayoutError`` for an unknown font or a
-    character the fonts cannot draw, ``AssetError`` for a logo file that is
+    character no installed font can draw, ``AssetError`` for a logo file that is
     missing, ``InvalidImage`` for a background that is not a picture.
     """
     heading = resolve_font(heading_font)
@@ -329,10 +353,12 @@ def write_job(
         "fine print": copy.fine_print,
         "link": label,
     }
-    _check_glyphs(
-        {"headline": (copy.headline, heading)}
-        | {name: (text, body) for name, text in body_fields.items()}
-    )
+    _check_glyphs({"headline": copy.headline} | body_fields)
+    # A text the chosen family cannot draw (a Polish headline in Fjalla One) is set
+    # whole in one that can, the flyer's other family first.
+    fallbacks: list[str] = []
+    heading = _family_for("headline", copy.headline, heading, body, fallbacks)
+    body = _family_for("body text", " ".join(body_fields.values()), body, heading, fallbacks)
     if logo_path is not None and not logo_path.is_file():
         raise AssetError(f"logo {str(logo_path)!r} does not exist or is not a file")
     qr = qr_svg(brief.url) if brief.url else None
@@ -413,6 +439,7 @@ def write_job(
         geometry=geometry,
         scale=scale,
         ppi=fmt.png_ppi(print_ppi),
+        font_fallbacks=fallbacks,
     )
 
 
@@ -441,7 +468,7 @@ def typeset_flyer(
     ``crop_marks`` adds marks outside the bleed; the PDF's TrimBox is then the
     format's size and its BleedBox the bleed's.
     Raises ``LayoutError`` for text that cannot fit (naming the block), an unknown
-    font, a character the fonts cannot draw or a template failure; ``AssetError``
+    font, a character no installed font can draw or a template failure; ``AssetError``
     for a logo file that is missing; ``InvalidImage`` for a background that is not
     a picture.
     """
@@ -483,7 +510,14 @@ def typeset_flyer(
             f"{expected[0]}x{expected[1]}: the template's page size is wrong"
         )
     sizes = {name: round(float(value), 2) for found in fitted for name, value in found.items()}
-    return TypesetFlyer(pdf=pdf, png=png, png_width=width, png_height=height, font_sizes=sizes)
+    return TypesetFlyer(
+        pdf=pdf,
+        png=png,
+        png_width=width,
+        png_height=height,
+        font_sizes=sizes,
+        font_fallbacks=job.font_fallbacks,
+    )
 
 
 def set_print_boxes(pdf: bytes, geometry: PageGeometry) -> bytes:

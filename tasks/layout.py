@@ -130,6 +130,8 @@ def render_flyer(request: RenderRequest) -> RenderedFlyer:
         typeset.png_height,
         style.contrast,
     )
+    for fallback in typeset.font_fallbacks:
+        step_logger().warning("variant %d %s: %s", request.variant, fmt.name, fallback)
     return RenderedFlyer(
         variant=request.variant,
         format=fmt.name,
@@ -141,4 +143,5 @@ def render_flyer(request: RenderRequest) -> RenderedFlyer:
         style=style,
         font_sizes=typeset.font_sizes,
         cut=cut,
+        font_fallbacks=typeset.font_fallbacks,
     )

@@ -11,6 +11,7 @@ import pytest
 from hyperlocal.briefs import load_brief, validate_brief
 from hyperlocal.errors import AssetError, BriefError
 from hyperlocal.models import Brief
+from hyperlocal.text import slugify
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 GOOD = {
@@ -182,3 +183,20 @@ def test_facts_are_kept_exactly_as_given() -> None:
         "place": "12 Market Street",
         "price": "£35",
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("Rosie's Bakery Sourdough for Beginners", "rosie-s-bakery-sourdough-for-beginners"),
+        ("Piekarnia Źródło", "piekarnia-zrodlo"),
+        ("Пекарня Свежий хлеб", "pekarnia-svezhii-khleb"),
+        ("Bánh mì Đà Nẵng", "banh-mi-da-nang"),
+        ("Straße Café Øl", "strasse-cafe-ol"),
+        ("<b>x</b> Bakery", "b-x-b-bakery"),
+        ("🍞🍞", "flyer"),
+        ("a" * 50, "a" * 40),
+    ],
+)
+def test_run_names_are_ascii_slugs_of_any_script(name: str, slug: str) -> None:
+    assert slugify(name) == slug

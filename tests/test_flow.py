@@ -405,3 +405,22 @@ def test_when_no_picture_is_usable_the_run_fails_with_one_line(
     assert message.startswith("variant 1 square: none of 2 pictures was usable (last: ")
     assert "1x1, not the requested" in message
     assert not (isolated_env / "output" / "flyer_runs").exists()
+
+
+def test_a_polish_headline_is_set_in_a_font_that_draws_it_and_the_run_says_so(
+    prefect_env: str, brief: Brief, isolated_env: Path
+) -> None:
+    polish = brief.model_copy(update={"event": "Świeży chleb na zakwasie"})
+    outcome = flyer(
+        brief=polish, variants=1, formats=["square"], assets_from=str(BRIEF_FILE.parent)
+    )
+    record = outcome.manifest.variants[0].formats[0]
+    assert record.font_fallbacks == [
+        "headline: Fjalla One cannot draw 'Ś', 'ż'; set in Source Sans Pro"
+    ]
+    assert outcome.folder.name.endswith("-swiezy-chleb-na-zakwasie")
+    shown = io.StringIO()
+    report(Console(file=shown, width=300), outcome, 1.0)
+    assert (
+        "note: variant 1 square: headline: Fjalla One cannot draw 'Ś', 'ż'; set in Source Sans Pro"
+    ) in shown.getvalue()

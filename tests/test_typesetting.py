@@ -225,10 +225,61 @@ def test_hostile_text_is_printed_literally_and_never_run_as_markup() -> None:
 
 
 def test_an_emoji_no_installed_font_can_draw_is_refused_naming_the_character() -> None:
-    with pytest.raises(LayoutError, match=r"U\+1F956.*cannot draw"):
+    with pytest.raises(
+        LayoutError, match=r"the headline contains '🥖' \(U\+1F956\), which no installed font"
+    ):
         render(SQUARE, copy=make_copy(headline="Fresh bread 🥖 every morning"))
     assert fonts.missing_glyphs("Crème brûlée £45 – “ok”", "Source Sans Pro") == []
     assert fonts.missing_glyphs("bread 🥖", "Lato") == ["🥖"]
+    assert fonts.undrawable("Łódź 🥖 Пекарня 中") == ["🥖", "中"]
+
+
+def _pdf_fonts(pdf: bytes | None) -> set[str]:
+    assert pdf is not None
+    names: set[str] = set()
+    for page in PdfReader(io.BytesIO(pdf)).pages:
+        for font in page["/Resources"]["/Font"].values():
+            names.add(str(font.get_object()["/BaseFont"]).split("+")[-1])
+    return names
+
+
+@pytest.mark.parametrize(
+    ("headline", "missing"),
+    [
+        ("Świeży chleb z Łodzi", "'Ś', 'ż'"),  # Polish
+        ("Čerstvý chléb každé ráno", "'Č'"),  # Czech
+        ("Свежий хлеб каждый день", "'С', 'в', 'е', 'ж', 'и'"),  # Russian
+        ("Bánh mì nóng hổi mỗi sáng", "'ổ', 'ỗ'"),  # Vietnamese
+    ],
+)
+def test_a_headline_the_heading_font_cannot_draw_is_set_whole_in_the_body_font(
+    headline: str, missing: str
+) -> None:
+    flyer = render(LETTER, copy=make_copy(headline=headline))
+    assert flyer.font_fallbacks == [
+        f"headline: Fjalla One cannot draw {missing}; set in Source Sans Pro"
+    ]
+    assert squashed(headline) in squashed(pdf_text(flyer.pdf))
+    # One family for the whole headline: Fjalla One is not in the PDF at all.
+    used = _pdf_fonts(flyer.pdf)
+    assert not any("Fjalla" in name for name in used), used
+    assert any("SourceSans" in name for name in used), used
+
+
+def test_body_text_the_body_font_cannot_draw_falls_back_past_the_heading_font() -> None:
+    # Lato cannot draw Romanian ș/ț and neither can the heading font: Roboto can.
+    copy = make_copy(subhead="Pâine proaspătă în fiecare dimineață, ștrudel și țuică")
+    flyer = render(LETTER, copy=copy, body_font="Lato")
+    assert flyer.font_fallbacks == ["body text: Lato cannot draw 'ă', 'ț', 'ș'; set in Roboto"]
+    used = _pdf_fonts(flyer.pdf)
+    assert any("Roboto" in name for name in used), used
+    assert not any("Lato" in name for name in used), used
+    assert squashed(copy.subhead) in squashed(pdf_text(flyer.pdf))
+
+
+def test_text_every_chosen_font_draws_keeps_the_chosen_fonts() -> None:
+    flyer = render(SQUARE, copy=make_copy(headline="Crème brûlée night"))
+    assert flyer.font_fallbacks == []
 
 
 # --------------------------------------------------------------------------- fitting
