@@ -21,11 +21,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
 from PIL import Image
+
+from tests.servers import BackgroundHTTPServer
 
 Picture = Literal["painted", "not_png", "jpeg", "one_pixel", "data_uri"]
 CHECKPOINTS = (
@@ -57,7 +58,7 @@ class Recorded:
     arrived: float
 
 
-class ScriptedA1111:
+class ScriptedA1111(BackgroundHTTPServer):
     """The server; use as a context manager (started on enter, stopped on exit)."""
 
     def __init__(
@@ -84,18 +85,7 @@ class ScriptedA1111:
         )
         self._lock = threading.Lock()
         self._next = 0
-        self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        # A short poll interval: shutdown() waits for the loop to notice, 0.5 s by default.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        """The port the server listens on."""
-        return int(self._server.server_address[1])
+        super().__init__(self._handler_class())
 
     @property
     def url(self) -> str:
@@ -107,21 +97,6 @@ class ScriptedA1111:
         """The txt2img requests received, in arrival order."""
         with self._lock:
             return [r for r in self.requests if r.path.endswith("/txt2img")]
-
-    def __enter__(self) -> ScriptedA1111:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stopping.set()  # ends scripted delays at once
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def _step(self) -> Step:
         with self._lock:
@@ -179,7 +154,7 @@ class ScriptedA1111:
                     server.requests.append(record)
                 status, reply, delay_s = server._reply_for(record)
                 if delay_s:
-                    server._stopping.wait(delay_s)
+                    server.stopping.wait(delay_s)
                 data = json.dumps(reply).encode()
                 try:
                     self.send_response(status)

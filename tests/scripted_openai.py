@@ -16,9 +16,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.servers import BackgroundHTTPServer
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def error_reply(status: int, message: str, delay_s: float = 0.0) -> Reply:
 Script = Sequence[Reply] | Callable[[Recorded], Reply]
 
 
-class ScriptedOpenAI:
+class ScriptedOpenAI(BackgroundHTTPServer):
     """The server; use as a context manager (started on enter, stopped on exit)."""
 
     def __init__(
@@ -103,39 +104,18 @@ class ScriptedOpenAI:
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
         self._next = 0
-        self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        # A short poll interval: shutdown() waits for the loop to notice, 0.5 s by default.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        super().__init__(self._handler_class())
 
     @property
     def url(self) -> str:
         """The base URL a backend is given: ``http://127.0.0.1:PORT/v1``."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     @property
     def chat_requests(self) -> list[Recorded]:
         """The chat completion requests received, in arrival order."""
         with self._lock:
             return [r for r in self.requests if r.path.endswith("/chat/completions")]
-
-    def __enter__(self) -> ScriptedOpenAI:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stopping.set()  # ends scripted delays at once
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def _reply_for(self, request: Recorded) -> Reply:
         if request.method == "GET" and request.path.rstrip("/").endswith("/models"):
@@ -181,7 +161,7 @@ class ScriptedOpenAI:
                     server.requests.append(record)
                 reply = server._reply_for(record)
                 if reply.delay_s:
-                    server._stopping.wait(reply.delay_s)
+                    server.stopping.wait(reply.delay_s)
                 payload = (
                     reply.body.encode() if isinstance(reply.body, str) else json.dumps(reply.body)
                 )

@@ -30,20 +30,27 @@ def free_port() -> int:
 class BackgroundHTTPServer:
     """A threaded ``http.server`` on a free 127.0.0.1 port, served while inside ``with``.
 
-    Subclasses pass their request handler class to ``__init__``.
+    Subclasses pass their request handler class to ``__init__``. ``stopping`` is set
+    on leaving, so a handler that waits on purpose (a slow server) ends at once.
     """
 
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.port = free_port()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        # Port 0: the kernel picks a free port at bind time, so no other process can take it.
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self.port = int(self._httpd.server_address[1])
+        self.stopping = threading.Event()
+        # A short poll interval: shutdown() waits for the loop to notice, 0.5 s by default.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=10)
