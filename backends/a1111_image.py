@@ -25,13 +25,12 @@ import httpx
 from PIL import Image, UnidentifiedImageError
 
 from backends.base import Health, ImageRequest
-from backends.http_deadline import request_within
+from backends.http_deadline import send_or_fault
 from backends.structured_output import one_line
 from hyperlocal.clip_tokens import TokenCounter, clip_counter
 from hyperlocal.errors import (
     BackendBusy,
     BackendTimeout,
-    BackendUnavailable,
     ConfigurationError,
     HyperlocalError,
     InvalidImage,
@@ -329,23 +328,17 @@ class A1111ImageBackend:
     # -- HTTP -----------------------------------------------------------------------------
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send one request; map transport failures onto passing faults."""
-        where = f"{self._public_url}{path}"
-        try:
-            return request_within(self._client, method, path, self.timeout_s, **kwargs)
-        except httpx.TimeoutException:
-            raise BackendTimeout(
-                f"no answer from {where} within {self.timeout_s:g} s: the server may be busy "
-                "or too slow for this size and step count (HYPERLOCAL_IMAGE__TIMEOUT_S)"
-            ) from None
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise BackendUnavailable(
-                f"cannot reach {where} ({type(exc).__name__}): is the server running?"
-            ) from None
-        except httpx.TransportError as exc:
-            raise BackendUnavailable(
-                f"request to {where} failed ({type(exc).__name__}): is the server running?"
-            ) from None
+        """Send one request; transport failures become passing faults (``send_or_fault``)."""
+        return send_or_fault(
+            self._client,
+            method,
+            path,
+            self.timeout_s,
+            where=f"{self._public_url}{path}",
+            slow_hint="the server may be busy or too slow for this size and step count "
+            "(HYPERLOCAL_IMAGE__TIMEOUT_S)",
+            **kwargs,
+        )
 
     def _fault(self, response: httpx.Response, path: str) -> HyperlocalError:
         """Return the fault for a non-200 answer (the caller raises it)."""

@@ -4,7 +4,8 @@ httpx's timeouts apply per network operation: a server that sends its headers
 and then one byte now and then never times out, and one that streams without
 end fills memory. Model servers under load, proxies and broken servers do both.
 ``request_within`` reads the body in chunks and gives up when the whole answer
-takes longer than the deadline or grows past a size limit.
+takes longer than the deadline or grows past a size limit; ``send_or_fault``
+also turns transport failures into the passing faults the steps retry.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import time
 from typing import Any
 
 import httpx
+
+from hyperlocal.errors import BackendTimeout, BackendUnavailable
 
 #: The largest answer read from a model server: generous for a base64 SDXL picture batch.
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
@@ -60,3 +63,35 @@ def request_within(
             content=b"".join(chunks),
             request=response.request,
         )
+
+
+def send_or_fault(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    deadline_s: float,
+    where: str,
+    slow_hint: str,
+    **kwargs: Any,
+) -> httpx.Response:
+    """``request_within``, with transport failures mapped onto passing faults.
+
+    ``where`` is the URL to name in messages (with no secret in it); ``slow_hint``
+    ends the timeout message (what may be slow, which setting to raise). Raises
+    ``BackendTimeout`` past the deadline and ``BackendUnavailable`` for a server
+    that cannot be reached, hangs up or answers too much.
+    """
+    try:
+        return request_within(client, method, url, deadline_s, **kwargs)
+    except httpx.TimeoutException:
+        raise BackendTimeout(
+            f"no answer from {where} within {deadline_s:g} s: {slow_hint}"
+        ) from None
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        raise BackendUnavailable(
+            f"cannot reach {where} ({type(exc).__name__}): is the server running?"
+        ) from None
+    except httpx.TransportError as exc:
+        raise BackendUnavailable(
+            f"request to {where} failed ({type(exc).__name__}): is the server running?"
+        ) from None

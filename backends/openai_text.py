@@ -25,12 +25,11 @@ from pydantic import BaseModel, SecretStr
 
 from backends.base import ArtRequest, CopyRequest, Health
 from backends.chat_prompts import PromptBudget, request_art, request_copy
-from backends.http_deadline import request_within
+from backends.http_deadline import send_or_fault
 from backends.structured_output import extract_json, one_line
 from hyperlocal.errors import (
     BackendBusy,
     BackendTimeout,
-    BackendUnavailable,
     ConfigurationError,
     HyperlocalError,
     InvalidModelOutput,
@@ -403,23 +402,16 @@ class OpenAITextBackend:
         return self._answer(messages, response, time.monotonic() - started)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send one request; map transport failures onto passing faults."""
-        where = f"{self._public_url}{path}"
-        try:
-            return request_within(self._client, method, path.lstrip("/"), self.timeout_s, **kwargs)
-        except httpx.TimeoutException:
-            raise BackendTimeout(
-                f"no answer from {where} within {self.timeout_s:g} s: the model may be too slow "
-                "for HYPERLOCAL_TEXT__TIMEOUT_S"
-            ) from None
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise BackendUnavailable(
-                f"cannot reach {where} ({type(exc).__name__}): is the server running?"
-            ) from None
-        except httpx.TransportError as exc:
-            raise BackendUnavailable(
-                f"request to {where} failed ({type(exc).__name__}): is the server running?"
-            ) from None
+        """Send one request; transport failures become passing faults (``send_or_fault``)."""
+        return send_or_fault(
+            self._client,
+            method,
+            path.lstrip("/"),
+            self.timeout_s,
+            where=f"{self._public_url}{path}",
+            slow_hint="the model may be too slow for HYPERLOCAL_TEXT__TIMEOUT_S",
+            **kwargs,
+        )
 
     def _server_message(self, response: httpx.Response) -> str:
         """Return the server's error message, one short line, with the key scrubbed."""
