@@ -35,7 +35,7 @@ from hyperlocal.errors import (
     PassingFault,
     PictureRejected,
 )
-from hyperlocal.fonts import resolve_font
+from hyperlocal.fonts import font_library
 from hyperlocal.formats import FlyerFormat, Zone, get_format, sdxl_size_for
 from hyperlocal.models import (
     AttemptRecord,
@@ -163,12 +163,14 @@ class FlyerRun:
         self.settings = settings
         self.steps = _Steps(settings, fresh)
         self.formats = [get_format(name) for name in settings.formats or []]
-        self.heading_font = resolve_font(
+        fonts = font_library(settings.layout.font_dirs)
+        self.heading_font = fonts.resolve(
             heading_font or brief.brand.heading_font or settings.layout.heading_font
         )
-        self.body_font = resolve_font(
+        self.body_font = fonts.resolve(
             body_font or brief.brand.body_font or settings.layout.body_font
         )
+        self.fonts_digest = fonts.extra_digest()
         # With models.allow_pull the missing models are fetched first; never otherwise.
         ensure_models(settings, say=step_logger().info)
         # Build every backend now: a configuration error stops the run before any work.
@@ -428,6 +430,8 @@ class FlyerRun:
                     background=image,
                     heading_font=self.heading_font,
                     body_font=self.body_font,
+                    font_dirs=settings.layout.font_dirs,
+                    fonts_digest=self.fonts_digest,
                     print_ppi=settings.layout.print_ppi or 150,
                     template=self.template,
                     template_digest=self.template_digest,

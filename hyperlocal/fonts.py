@@ -1,22 +1,27 @@
-"""The fonts flyers may use: families from PyPI font packages, and what each can draw.
+"""The fonts flyers may use: families from PyPI font packages and the user's font folders.
 
 Typst embeds only serif and mono faces and merely warns about an unknown family,
 so fonts are resolved here first: an unknown family is a ``LayoutError``; a text
-the chosen family cannot draw is set in another installed family that can
-(``covering_family``), and a character no installed font draws (Typst would
-print an empty box) is a ``LayoutError``.
+the chosen family cannot draw is set in another available family that can
+(``FontLibrary.covering_family``), and a character no available font draws
+(Typst would print an empty box) is a ``LayoutError``.
+
+The font packages ship Latin, Greek, Cyrillic and Vietnamese. Other scripts
+(Arabic, Hebrew, Devanagari, CJK ...) need font files of the user's own:
+``layout.font_dirs`` names folders whose families join the library.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from fontTools.ttLib import TTFont
-from PIL import ImageFont
+from fontTools.ttLib import TTCollection, TTFont, TTLibError
 
 from hyperlocal.errors import LayoutError
 
@@ -27,116 +32,210 @@ FONT_PACKAGES: tuple[str, ...] = (
     "font_roboto",
     "font_source_sans_pro",
 )
+#: Families tried, in this order, when the chosen one cannot draw a text: the
+#: widest coverage first (Roboto and Source Sans Pro draw Latin Extended, Greek,
+#: Cyrillic and Vietnamese; Lato and Fjalla One less). Families from
+#: ``layout.font_dirs`` come after them.
+FALLBACK_FAMILIES: tuple[str, ...] = ("Roboto", "Source Sans Pro", "Lato", "Fjalla One")
 _FONT_SUFFIXES = {".ttf", ".otf"}
+_COLLECTION_SUFFIXES = {".ttc", ".otc"}
 
 
-@functools.cache
-def _font_files() -> dict[str, tuple[Path, ...]]:
-    """Map each installed family name to its font files (read from the files themselves)."""
-    families: dict[str, list[Path]] = {}
+@dataclass(frozen=True)
+class FontFace:
+    """One face in a font file (a collection holds several, by index)."""
+
+    path: Path
+    index: int = 0
+
+
+def _family_name(font: TTFont) -> str:
+    # Typst and FreeType name a family by its typographic name (ID 16), else ID 1.
+    name = font["name"]
+    return str(name.getDebugName(16) or name.getDebugName(1) or "").strip()
+
+
+def _faces_in(path: Path) -> Iterator[tuple[str, FontFace]]:
+    """Yield (family, face) for every face in a font file; nothing for an unreadable one."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in _COLLECTION_SUFFIXES:
+            for index, font in enumerate(TTCollection(path, lazy=True).fonts):
+                yield _family_name(font), FontFace(path, index)
+        elif suffix in _FONT_SUFFIXES:
+            with TTFont(path, lazy=True) as font:
+                yield _family_name(font), FontFace(path)
+    except (TTLibError, OSError, KeyError, AssertionError):
+        # Not a font after all, or a broken one: it only narrows the choice.
+        return
+
+
+def _package_folders() -> list[Path]:
+    folders = []
     for package in FONT_PACKAGES:
         try:
             module = importlib.import_module(package)
         except ImportError:
-            # A missing font package only narrows the choice; resolve_font names what is left.
+            # A missing font package only narrows the choice; resolve names what is left.
             continue
-        if module.__file__ is None:
-            continue
-        folder = Path(module.__file__).resolve().parent / "files"
-        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if path.suffix.lower() not in _FONT_SUFFIXES:
-                continue
+        if module.__file__ is not None:
+            folders.append(Path(module.__file__).resolve().parent / "files")
+    return folders
+
+
+class FontLibrary:
+    """The families the layout may use: the font packages' and those in ``extra_dirs``.
+
+    Build one with ``font_library``: scanning folders takes a while, so libraries
+    are cached per folder list.
+    """
+
+    def __init__(self, extra_dirs: Sequence[Path] = ()) -> None:
+        self.extra_dirs = tuple(Path(d).expanduser().resolve() for d in extra_dirs)
+        families: dict[str, list[FontFace]] = {}
+        self.extra_families: list[str] = []
+        for folder in [*_package_folders(), *self.extra_dirs]:
+            extra = folder in self.extra_dirs
+            paths = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+            for path in paths:
+                for family, face in _faces_in(path):
+                    if not family:
+                        continue
+                    if extra and family not in families:
+                        self.extra_families.append(family)
+                    families.setdefault(family, []).append(face)
+        self.families = {name: tuple(faces) for name, faces in sorted(families.items())}
+        self._coverage: dict[str, frozenset[int]] = {}
+
+    def folders(self) -> list[Path]:
+        """Return every folder holding the library's fonts (for Typst's font search)."""
+        seen = dict.fromkeys(face.path.parent for faces in self.families.values() for face in faces)
+        return list(seen)
+
+    def extra_digest(self) -> str | None:
+        """Return a digest of the user's font files (path, size, time): a change re-renders.
+
+        ``None`` without ``extra_dirs``; a file that vanished counts as changed.
+        """
+        if not self.extra_dirs:
+            return None
+        digest = hashlib.sha256()
+        files = {
+            face.path
+            for faces in self.families.values()
+            for face in faces
+            if any(face.path.is_relative_to(d) for d in self.extra_dirs)
+        }
+        for path in sorted(files):
             try:
-                family = ImageFont.truetype(str(path)).getname()[0]
+                stat = path.stat()
             except OSError:
+                digest.update(f"{path}\0gone\n".encode())
                 continue
-            if family:
-                families.setdefault(family, []).append(path)
-    return {name: tuple(paths) for name, paths in sorted(families.items())}
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
 
+    def resolve(self, family: str) -> str:
+        """Return the family name matching ``family`` (case and spacing ignored).
 
-def installed_fonts() -> dict[str, Path]:
-    """Return the font families the layout may use, each with the folder holding its files.
+        Raises ``LayoutError`` naming the available families when there is no match:
+        Typst itself only warns about an unknown family and falls back to another font.
+        """
+        wanted = " ".join(family.split()).casefold()
+        for name in self.families:
+            if name.casefold() == wanted:
+                return name
+        names = ", ".join(self.families) or "none (install font-lato, font-roboto, ...)"
+        hint = "" if self.extra_dirs else "; add folders of font files with layout.font_dirs"
+        raise LayoutError(f"font {family!r} is not installed; installed fonts: {names}{hint}")
 
-    Families come from the font packages (``FONT_PACKAGES``) and are named as the
-    font files name themselves (e.g. ``"Source Sans Pro"``). The result is cached.
-    """
-    return {family: paths[0].parent for family, paths in _font_files().items()}
+    def coverage(self, family: str) -> frozenset[int]:
+        """Return the code points the ``family`` (an exact name from ``families``) can draw."""
+        if family not in self._coverage:
+            faces = self.families[family]
+            # Weights of one family cover the same characters; the regular face stands for all.
+            regular = [f for f in faces if "regular" in f.path.stem.lower()] or list(faces)
+            face = regular[0]
+            with TTFont(face.path, lazy=True, fontNumber=face.index) as font:
+                self._coverage[family] = frozenset(font.getBestCmap() or {})
+        return self._coverage[family]
 
+    def missing_glyphs(self, text: str, family: str) -> list[str]:
+        """Return the characters of ``text`` that ``family`` cannot draw (in order).
 
-def resolve_font(family: str) -> str:
-    """Return the installed family name matching ``family`` (case and spacing ignored).
+        Spaces, format controls (zero-width joiners) and variation selectors are not
+        checked. Raises ``LayoutError`` for an unknown family.
+        """
+        covered = self.coverage(self.resolve(family))
+        missing: list[str] = []
+        for char in unicodedata.normalize("NFC", text):
+            if char.isspace() or unicodedata.category(char) == "Cf":
+                continue
+            if 0xFE00 <= ord(char) <= 0xFE0F or ord(char) in covered or char in missing:
+                continue
+            missing.append(char)
+        return missing
 
-    Raises ``LayoutError`` naming the installed families when there is no match:
-    Typst itself only warns about an unknown family and falls back to another font.
-    """
-    wanted = " ".join(family.split()).casefold()
-    for name in installed_fonts():
-        if name.casefold() == wanted:
-            return name
-    names = ", ".join(installed_fonts()) or "none (install font-lato, font-roboto, ...)"
-    raise LayoutError(f"font {family!r} is not installed; installed fonts: {names}")
+    def undrawable(self, text: str) -> list[str]:
+        """Return the characters of ``text`` that no family of the library can draw."""
+        families = list(self.families)
+        if not families:
+            return [ch for ch in unicodedata.normalize("NFC", text) if not ch.isspace()]
+        return [
+            ch
+            for ch in self.missing_glyphs(text, families[0])
+            if all(self.missing_glyphs(ch, family) for family in families[1:])
+        ]
+
+    def covering_family(self, text: str, preferred: str, also: Sequence[str] = ()) -> str:
+        """Return the family to set ``text`` in: ``preferred`` when it draws every
+        character, else the first of ``also``, ``FALLBACK_FAMILIES`` and the user's
+        families that does.
+
+        A whole text gets one family, so a headline never mixes faces letter by
+        letter. Raises ``LayoutError`` when no single family draws it all.
+        """
+        chosen = self.resolve(preferred)
+        if not self.missing_glyphs(text, chosen):
+            return chosen
+        candidates = [*also, *FALLBACK_FAMILIES, *self.extra_families, *self.families]
+        for family in dict.fromkeys(candidates):
+            if family in self.families and not self.missing_glyphs(text, family):
+                return family
+        shown = ", ".join(f"{ch!r}" for ch in self.missing_glyphs(text, chosen)[:5])
+        raise LayoutError(f"no installed font draws every character of {shown} together")
 
 
 @functools.cache
-def _coverage(family: str) -> frozenset[int]:
-    paths = _font_files()[family]
-    # Weights of one family cover the same characters; the regular face stands for them all.
-    regular = [p for p in paths if "regular" in p.stem.lower()] or list(paths)
-    with TTFont(regular[0], lazy=True) as font:
-        return frozenset(font.getBestCmap() or {})
+def _library(extra_dirs: tuple[Path, ...]) -> FontLibrary:
+    return FontLibrary(extra_dirs)
+
+
+def font_library(extra_dirs: Sequence[Path] = ()) -> FontLibrary:
+    """Return the (cached) library of the font packages plus the folders ``extra_dirs``."""
+    return _library(tuple(Path(d).expanduser().resolve() for d in extra_dirs))
+
+
+def installed_fonts() -> dict[str, Path]:
+    """Return the font packages' families, each with the folder holding its files."""
+    return {name: faces[0].path.parent for name, faces in font_library().families.items()}
+
+
+def resolve_font(family: str) -> str:
+    """Return the font packages' family matching ``family``; ``FontLibrary.resolve``."""
+    return font_library().resolve(family)
 
 
 def missing_glyphs(text: str, family: str) -> list[str]:
-    """Return the characters of ``text`` that the installed ``family`` cannot draw (in order).
-
-    Spaces, format controls (zero-width joiners) and variation selectors are not
-    checked. Typst would print such characters as empty boxes, so callers refuse
-    or rewrite the text instead. Raises ``LayoutError`` for an unknown family.
-    """
-    covered = _coverage(resolve_font(family))
-    missing: list[str] = []
-    for char in unicodedata.normalize("NFC", text):
-        if char.isspace() or unicodedata.category(char) == "Cf":
-            continue
-        if 0xFE00 <= ord(char) <= 0xFE0F or ord(char) in covered or char in missing:
-            continue
-        missing.append(char)
-    return missing
-
-
-#: Families tried, in this order, when the chosen one cannot draw a text: the
-#: widest coverage first (Roboto and Source Sans Pro draw Latin Extended, Greek,
-#: Cyrillic and Vietnamese; Lato and Fjalla One less).
-FALLBACK_FAMILIES: tuple[str, ...] = ("Roboto", "Source Sans Pro", "Lato", "Fjalla One")
+    """Return what ``family`` cannot draw of ``text``; ``FontLibrary.missing_glyphs``."""
+    return font_library().missing_glyphs(text, family)
 
 
 def undrawable(text: str) -> list[str]:
-    """Return the characters of ``text`` that no installed family can draw (in order)."""
-    families = list(installed_fonts())
-    if not families:
-        return missing_glyphs(text, "")  # raises LayoutError: no fonts at all
-    return [
-        ch
-        for ch in missing_glyphs(text, families[0])
-        if all(missing_glyphs(ch, family) for family in families[1:])
-    ]
+    """Return what no font package draws of ``text``; ``FontLibrary.undrawable``."""
+    return font_library().undrawable(text)
 
 
 def covering_family(text: str, preferred: str, also: Sequence[str] = ()) -> str:
-    """Return the family to set ``text`` in: ``preferred`` when it draws every character,
-    else the first installed family of ``also``, then of ``FALLBACK_FAMILIES``, that does.
-
-    A whole text gets one family, so a headline never mixes faces letter by letter.
-    Raises ``LayoutError`` when no installed family draws it all (check
-    ``undrawable`` first for a message naming the characters).
-    """
-    chosen = resolve_font(preferred)
-    if not missing_glyphs(text, chosen):
-        return chosen
-    installed = installed_fonts()
-    for family in dict.fromkeys([*also, *FALLBACK_FAMILIES, *installed]):
-        if family in installed and not missing_glyphs(text, family):
-            return family
-    shown = ", ".join(f"{ch!r}" for ch in missing_glyphs(text, chosen)[:5])
-    raise LayoutError(f"no installed font draws every character of {shown} together")
+    """Return a font package family that draws ``text``; ``FontLibrary.covering_family``."""
+    return font_library().covering_family(text, preferred, also)

@@ -326,6 +326,11 @@ class LayoutSettings(_Section):
     )
     heading_font: str = Field(default="Fjalla One", description="Default headline font family.")
     body_font: str = Field(default="Source Sans Pro", description="Default body font family.")
+    font_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders of extra font files (.ttf, .otf, .ttc): their families may be "
+        "named as fonts and set text the packaged fonts cannot draw (Arabic, Hebrew, CJK ...).",
+    )
     template: Path | None = Field(
         default=None, description="A Typst template to use instead of templates/flyer.typ."
     )

@@ -16,6 +16,7 @@ import io
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,13 +35,7 @@ from hyperlocal.contrast import (
 )
 from hyperlocal.designs import MIN_OPACITY, PlacedDesign, place_design
 from hyperlocal.errors import AssetError, LayoutError, TextOverflow
-from hyperlocal.fonts import (
-    covering_family,
-    installed_fonts,
-    missing_glyphs,
-    resolve_font,
-    undrawable,
-)
+from hyperlocal.fonts import FontLibrary, font_library
 from hyperlocal.formats import FlyerFormat, Zone
 from hyperlocal.models import Brief, FlyerCopy, TextStyle
 from hyperlocal.qr import qr_svg
@@ -225,28 +220,31 @@ def _url_label(url: str) -> str:
     return label if len(label) <= 40 else (host if len(host) <= 40 else "")
 
 
-def _check_glyphs(fields: dict[str, str]) -> None:
-    """Raise ``LayoutError`` naming the first field with a character no installed font draws."""
+def _check_glyphs(library: FontLibrary, fields: dict[str, str]) -> None:
+    """Raise ``LayoutError`` naming the first field with a character no available font draws."""
     for name, text in fields.items():
-        missing = undrawable(text)
+        missing = library.undrawable(text)
         if missing:
             shown = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in missing[:5])
+            hint = "" if library.extra_dirs else " (or add a font that can to layout.font_dirs)"
             raise LayoutError(
-                f"the {name} contains {shown}, which no installed font can draw: remove it"
+                f"the {name} contains {shown}, which no installed font can draw: remove it{hint}"
             )
 
 
-def _family_for(role: str, text: str, chosen: str, other: str, fallbacks: list[str]) -> str:
+def _family_for(
+    library: FontLibrary, role: str, text: str, chosen: str, other: str, fallbacks: list[str]
+) -> str:
     """Return the family to set a role's ``text`` in; note a fallback in ``fallbacks``."""
     try:
-        family = covering_family(text, chosen, also=[other])
+        family = library.covering_family(text, chosen, also=[other])
     except LayoutError:
         raise LayoutError(
             f"no single installed font draws every character of the {role}: "
             "write it in fewer scripts"
         ) from None
     if family != chosen:
-        shown = ", ".join(f"{ch!r}" for ch in missing_glyphs(text, chosen)[:5])
+        shown = ", ".join(f"{ch!r}" for ch in library.missing_glyphs(text, chosen)[:5])
         fallbacks.append(f"{role}: {chosen} cannot draw {shown}; set in {family}")
     return family
 
@@ -294,12 +292,12 @@ def _layout_error(exc: RuntimeError, fmt: FlyerFormat, scale: dict[str, float]) 
 
 
 @functools.cache
-def _typst_fonts() -> typst.Fonts:
-    # Scanning font folders takes a while; one font book serves every render.
+def _typst_fonts(library: FontLibrary) -> typst.Fonts:
+    # Scanning font folders takes a while; one font book per library serves every render.
     return typst.Fonts(
         include_system_fonts=False,
         include_embedded_fonts=True,
-        font_paths=[str(folder) for folder in installed_fonts().values()],
+        font_paths=[str(folder) for folder in library.folders()],
     )
 
 
@@ -330,6 +328,7 @@ def write_job(
     design: PlacedDesign | None = None,
     bleed: bool = False,
     crop_marks: bool = False,
+    font_dirs: Sequence[Path] = (),
 ) -> TypstJob:
     """Write the Typst job for one flyer into ``folder`` and return how to compile it.
 
@@ -340,8 +339,9 @@ def write_job(
     character no installed font can draw, ``AssetError`` for a logo file that is
     missing, ``InvalidImage`` for a background that is not a picture.
     """
-    heading = resolve_font(heading_font)
-    body = resolve_font(body_font)
+    library = font_library(font_dirs)
+    heading = library.resolve(heading_font)
+    body = library.resolve(body_font)
     facts = [run for run in (copy.when, copy.where, copy.price) if run]
     label = _url_label(brief.url) if brief.url else ""
     body_fields = {
@@ -353,12 +353,13 @@ def write_job(
         "fine print": copy.fine_print,
         "link": label,
     }
-    _check_glyphs({"headline": copy.headline} | body_fields)
+    _check_glyphs(library, {"headline": copy.headline} | body_fields)
     # A text the chosen family cannot draw (a Polish headline in Fjalla One) is set
     # whole in one that can, the flyer's other family first.
     fallbacks: list[str] = []
-    heading = _family_for("headline", copy.headline, heading, body, fallbacks)
-    body = _family_for("body text", " ".join(body_fields.values()), body, heading, fallbacks)
+    heading = _family_for(library, "headline", copy.headline, heading, body, fallbacks)
+    body_text = " ".join(body_fields.values())
+    body = _family_for(library, "body text", body_text, body, heading, fallbacks)
     if logo_path is not None and not logo_path.is_file():
         raise AssetError(f"logo {str(logo_path)!r} does not exist or is not a file")
     qr = qr_svg(brief.url) if brief.url else None
@@ -458,6 +459,7 @@ def typeset_flyer(
     design: PlacedDesign | None = None,
     bleed: bool = False,
     crop_marks: bool = False,
+    font_dirs: Sequence[Path] = (),
 ) -> TypesetFlyer:
     """Typeset one flyer and return its PDF (when the format has one), PNG and font sizes.
 
@@ -466,7 +468,8 @@ def typeset_flyer(
     ``design`` places picture, header and text (default: ``frosted``). On print
     formats ``bleed`` extends the picture 1/8 in (3 mm) past the trim and
     ``crop_marks`` adds marks outside the bleed; the PDF's TrimBox is then the
-    format's size and its BleedBox the bleed's.
+    format's size and its BleedBox the bleed's. ``font_dirs`` are folders of font
+    files whose families may be named and serve as fallbacks (``layout.font_dirs``).
     Raises ``LayoutError`` for text that cannot fit (naming the block), an unknown
     font, a character no installed font can draw or a template failure; ``AssetError``
     for a logo file that is missing; ``InvalidImage`` for a background that is not
@@ -489,9 +492,11 @@ def typeset_flyer(
             design=design,
             bleed=bleed,
             crop_marks=crop_marks,
+            font_dirs=font_dirs,
         )
         geometry, scale, ppi = job.geometry, job.scale, job.ppi
-        compiler = typst.Compiler(str(job.entry), root=str(root), font_paths=_typst_fonts())
+        fonts_book = _typst_fonts(font_library(font_dirs))
+        compiler = typst.Compiler(str(job.entry), root=str(root), font_paths=fonts_book)
         try:
             pdf = _compile(compiler, "pdf") if "pdf" in fmt.outputs else None
             png = _compile(compiler, "png", ppi)

@@ -38,6 +38,10 @@ class RenderRequest(BaseModel):
     background: GeneratedImage
     heading_font: str
     body_font: str
+    font_dirs: list[Path] = Field(default_factory=list, description="layout.font_dirs")
+    fonts_digest: str | None = Field(
+        default=None, description="The font files in font_dirs: a change re-renders."
+    )
     print_ppi: int
     template: Path
     template_digest: str = Field(description="Template and typesetting code: a change re-renders.")
@@ -83,6 +87,7 @@ def _typeset_to_fit(
                 style=style,
                 heading_font=request.heading_font,
                 body_font=request.body_font,
+                font_dirs=request.font_dirs,
                 logo_path=request.brief.brand.logo,
                 print_ppi=request.print_ppi,
                 template=request.template,

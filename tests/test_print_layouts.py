@@ -620,12 +620,11 @@ def test_an_emoji_in_the_headline_is_refused_naming_the_character() -> None:
     assert "\n" not in message
 
 
-def test_a_letter_the_headline_font_lacks_is_refused_naming_it() -> None:
-    # Fjalla One has no "ź": the headline "Łódź" cannot be drawn in it.
+def test_a_letter_the_headline_font_lacks_sets_the_headline_in_the_body_font() -> None:
+    # Fjalla One has no "ź": the headline "Łódź" is set whole in Source Sans Pro.
     copy = example().copy.model_copy(update={"headline": "Sourdough in Łódź"})
-    with pytest.raises(LayoutError, match=r"U\+017A") as caught:
-        render("square", "frosted", copy=copy)
-    assert "\n" not in str(caught.value)
+    flyer = render("square", "frosted", copy=copy)
+    assert flyer.font_fallbacks == ["headline: Fjalla One cannot draw 'ź'; set in Source Sans Pro"]
 
 
 def test_a_200_character_business_name_is_refused_by_the_brief_in_one_line() -> None:

@@ -1,0 +1,184 @@
+"""Fonts: the packaged families, the user's font folders, and text no font can draw.
+
+The user's fonts here are built on the spot with fontTools (box glyphs for a few
+Hebrew letters), so the tests need no font from the system or the network.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from fontTools.fontBuilder import FontBuilder
+from fontTools.pens.ttGlyphPen import TTGlyphPen
+from fontTools.ttLib import TTCollection, TTFont
+from pypdf import PdfReader
+
+from flows.flyer import flyer
+from hyperlocal import typesetting as ts
+from hyperlocal.briefs import load_brief
+from hyperlocal.errors import LayoutError
+from hyperlocal.fonts import FontLibrary, font_library
+from hyperlocal.formats import FORMATS
+from tests.test_typesetting import gradient_png, make_brief, make_copy, style_for
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BRIEF_FILE = PROJECT_ROOT / "examples" / "briefs" / "bakery.toml"
+HEBREW = "שלום חלה טרייה"  # "hello, fresh challah"
+HEBREW_LETTERS = sorted(set(HEBREW.replace(" ", "")))
+
+
+def build_font(family: str, chars: str | list[str], style: str = "Regular") -> TTFont:
+    """Return a TrueType font named ``family`` whose glyphs for ``chars`` are boxes."""
+    names = [".notdef", "space", *(f"uni{ord(ch):04X}" for ch in chars)]
+    builder = FontBuilder(unitsPerEm=1000, isTTF=True)
+    builder.setupGlyphOrder(names)
+    builder.setupCharacterMap({32: "space"} | {ord(ch): f"uni{ord(ch):04X}" for ch in chars})
+    glyphs = {}
+    for name in names:
+        pen = TTGlyphPen(None)
+        if name != "space":
+            pen.moveTo((60, 0))
+            pen.lineTo((60, 700))
+            pen.lineTo((540, 700))
+            pen.lineTo((540, 0))
+            pen.closePath()
+        glyphs[name] = pen.glyph()
+    builder.setupGlyf(glyphs)
+    builder.setupHorizontalMetrics({name: (600, 60) for name in names})
+    builder.setupHorizontalHeader(ascent=800, descent=-200)
+    postscript = family.replace(" ", "") + "-" + style
+    builder.setupNameTable({"familyName": family, "styleName": style, "psName": postscript})
+    builder.setupOS2(sTypoAscender=800, sTypoDescender=-200, usWinAscent=800, usWinDescent=200)
+    builder.setupPost()
+    return builder.font
+
+
+@pytest.fixture
+def hebrew_fonts(tmp_path: Path) -> Path:
+    folder = tmp_path / "fonts"
+    (folder / "nested").mkdir(parents=True)
+    build_font("Test Hebrew Sans", HEBREW_LETTERS).save(folder / "nested" / "TestHebrew.ttf")
+    (folder / "README.txt").write_text("not a font")
+    (folder / "broken.ttf").write_bytes(b"not a font either")
+    return folder
+
+
+def _render(library_dirs: list[Path], headline: str, heading_font: str = "Fjalla One") -> bytes:
+    fmt = FORMATS["square"]
+    background = gradient_png()
+    flyer_ = ts.typeset_flyer(
+        fmt=fmt,
+        copy=make_copy(headline=headline),
+        brief=make_brief(),
+        background_png=background,
+        style=style_for(fmt, background),
+        heading_font=heading_font,
+        body_font="Source Sans Pro",
+        logo_path=None,
+        print_ppi=72,
+        font_dirs=library_dirs,
+    )
+    assert flyer_.png
+    return flyer_.png
+
+
+def _pdf_fonts(pdf: bytes | None) -> set[str]:
+    assert pdf is not None
+    found: set[str] = set()
+    for page in PdfReader(io.BytesIO(pdf)).pages:
+        for font in page["/Resources"]["/Font"].values():
+            found.add(str(font.get_object()["/BaseFont"]).split("+")[-1])
+    return found
+
+
+def test_the_packaged_families_are_found_and_named_as_typst_names_them() -> None:
+    library = font_library()
+    assert {"Fjalla One", "Lato", "Roboto", "Source Sans Pro"} <= set(library.families)
+    assert library.extra_families == []
+    assert library.extra_digest() is None
+    assert library.resolve("source  sans PRO") == "Source Sans Pro"
+
+
+def test_a_script_no_packaged_font_draws_is_refused_pointing_at_font_dirs() -> None:
+    with pytest.raises(LayoutError, match=r"which no installed font can draw.*layout\.font_dirs"):
+        _render([], HEBREW)
+
+
+def test_fonts_in_font_dirs_set_what_the_packaged_ones_cannot(hebrew_fonts: Path) -> None:
+    library = FontLibrary([hebrew_fonts])
+    # Found in a subfolder; a text file and a broken font file are skipped.
+    assert library.extra_families == ["Test Hebrew Sans"]
+    assert library.covering_family(HEBREW, "Fjalla One", also=["Source Sans Pro"]) == (
+        "Test Hebrew Sans"
+    )
+    fmt = FORMATS["letter"]
+    background = gradient_png()
+    typeset = ts.typeset_flyer(
+        fmt=fmt,
+        copy=make_copy(headline=HEBREW),
+        brief=make_brief(),
+        background_png=background,
+        style=style_for(fmt, background),
+        heading_font="Fjalla One",
+        body_font="Source Sans Pro",
+        logo_path=None,
+        print_ppi=72,
+        font_dirs=[hebrew_fonts],
+    )
+    assert len(typeset.font_fallbacks) == 1
+    assert typeset.font_fallbacks[0].startswith("headline: Fjalla One cannot draw ")
+    assert typeset.font_fallbacks[0].endswith("; set in Test Hebrew Sans")
+    used = _pdf_fonts(typeset.pdf)
+    assert "TestHebrewSans-Regular" in used, used
+    assert not any("Fjalla" in name for name in used), used
+
+
+def test_a_family_from_font_dirs_can_be_named_and_a_collection_is_read(tmp_path: Path) -> None:
+    folder = tmp_path / "collection"
+    folder.mkdir()
+    collection = TTCollection()
+    collection.fonts = [
+        build_font("Test Hebrew Sans", HEBREW_LETTERS),
+        build_font("Test Latin Boxes", "abcdefghijklmnopqrstuvwxyz"),
+    ]
+    collection.save(folder / "Tests.ttc")
+    library = FontLibrary([folder])
+    assert library.extra_families == ["Test Hebrew Sans", "Test Latin Boxes"]
+    assert library.missing_glyphs("shalom", "test latin boxes") == []
+    assert library.missing_glyphs("Shalom", "Test Latin Boxes") == ["S"]
+    assert _render([folder], HEBREW, heading_font="test hebrew sans")
+    with pytest.raises(LayoutError, match="not installed"):
+        FontLibrary([]).resolve("Test Hebrew Sans")
+
+
+def test_changing_a_font_file_changes_the_digest(hebrew_fonts: Path) -> None:
+    font = hebrew_fonts / "nested" / "TestHebrew.ttf"
+    before = FontLibrary([hebrew_fonts]).extra_digest()
+    assert before is not None
+    stat = font.stat()
+    os.utime(font, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert FontLibrary([hebrew_fonts]).extra_digest() != before
+
+
+@pytest.mark.slow
+def test_a_run_with_font_dirs_makes_a_hebrew_flyer_and_re_renders_when_a_font_changes(
+    prefect_env: str, isolated_env: Path, hebrew_fonts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HYPERLOCAL_LAYOUT__FONT_DIRS", f'["{hebrew_fonts}"]')
+    brief = load_brief(BRIEF_FILE, allowed_dirs=[PROJECT_ROOT / "examples"])
+    hebrew = brief.model_copy(update={"event": HEBREW})
+    options = {"variants": 1, "formats": ["square"], "assets_from": str(BRIEF_FILE.parent)}
+    first = flyer(brief=hebrew, **options)
+    record = first.manifest.variants[0].formats[0]
+    assert record.font_fallbacks[0].endswith("; set in Test Hebrew Sans")
+    assert first.manifest.settings["layout"]["font_dirs"] == [str(hebrew_fonts)]
+
+    assert flyer(brief=hebrew, **options).manifest.computed_steps == 0
+    font = hebrew_fonts / "nested" / "TestHebrew.ttf"
+    stat = font.stat()
+    os.utime(font, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    third = flyer(brief=hebrew, **options).manifest
+    assert [s.step for s in third.steps if not s.cached] == ["render_flyer"]
