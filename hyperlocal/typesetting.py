@@ -16,6 +16,7 @@ import io
 import json
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,6 +221,34 @@ def _url_label(url: str) -> str:
     return label if len(label) <= 40 else (host if len(host) <= 40 else "")
 
 
+_FIRST_STRONG_ISOLATE, _POP_ISOLATE = "\u2068", "\u2069"
+
+
+def first_strong_direction(text: str) -> str | None:
+    """Return ``"rtl"`` or ``"ltr"`` after the first letter with a direction in ``text``
+    (Hebrew and Arabic letters are right to left), ``None`` when it has none (digits)."""
+    for char in text:
+        kind = unicodedata.bidirectional(char)
+        if kind in ("R", "AL"):
+            return "rtl"
+        if kind == "L":
+            return "ltr"
+    return None
+
+
+def _isolated(text: str, direction: str) -> str:
+    """Return ``text`` as a bidi isolate when it runs the other way than the flyer.
+
+    An English line on an Arabic flyer keeps its own order ("14 Mill Lane.", not
+    ".Mill Lane 14") and is still aligned with the rest; text that runs the
+    flyer's way is returned unchanged.
+    """
+    own = first_strong_direction(text)
+    if own is None or own == direction:
+        return text
+    return _FIRST_STRONG_ISOLATE + text + _POP_ISOLATE
+
+
 def _check_glyphs(library: FontLibrary, fields: dict[str, str]) -> None:
     """Raise ``LayoutError`` naming the first field with a character no available font draws."""
     for name, text in fields.items():
@@ -389,6 +418,7 @@ def write_job(
         shutil.copyfile(logo_path, folder / logo_name)
     if qr is not None:
         (folder / "qr.svg").write_text(qr, encoding="utf-8")
+    direction = first_strong_direction(copy.headline) or "ltr"
     data: dict[str, Any] = {
         "page": {
             "width": geometry.width,
@@ -409,6 +439,8 @@ def write_job(
         "header_zone": placed.header_zone.model_dump(),
         "text_zone": placed.text_zone.model_dump(),
         "fonts": {"heading": heading, "body": body},
+        # The headline sets which way the flyer reads: a Hebrew or Arabic one mirrors it.
+        "direction": direction,
         "style": {
             "text": style.text_color,
             "panel": style.panel_color,
@@ -418,14 +450,14 @@ def write_job(
             "accent_text": style.accent_text_color,
         },
         "text": {
-            "business": brief.business,
+            "business": _isolated(brief.business, direction),
             "headline": copy.headline,
-            "subhead": copy.subhead,
-            "facts": facts,
-            "points": list(copy.body_points),
-            "cta": copy.call_to_action,
-            "fine_print": copy.fine_print,
-            "link": label,
+            "subhead": _isolated(copy.subhead, direction),
+            "facts": [_isolated(fact, direction) for fact in facts],
+            "points": [_isolated(point, direction) for point in copy.body_points],
+            "cta": _isolated(copy.call_to_action, direction),
+            "fine_print": _isolated(copy.fine_print, direction),
+            "link": _isolated(label, direction),
         },
         "files": {
             "background": "/bg.png",

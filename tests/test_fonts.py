@@ -10,10 +10,12 @@ import io
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fontTools.fontBuilder import FontBuilder
 from fontTools.pens.ttGlyphPen import TTGlyphPen
 from fontTools.ttLib import TTCollection, TTFont
+from PIL import Image
 from pypdf import PdfReader
 
 from flows.flyer import flyer
@@ -22,7 +24,7 @@ from hyperlocal.briefs import load_brief
 from hyperlocal.errors import LayoutError
 from hyperlocal.fonts import FontLibrary, font_library
 from hyperlocal.formats import FORMATS
-from tests.test_typesetting import gradient_png, make_brief, make_copy, style_for
+from tests.test_typesetting import gradient_png, make_brief, make_copy, pdf_text, style_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BRIEF_FILE = PROJECT_ROOT / "examples" / "briefs" / "bakery.toml"
@@ -182,3 +184,53 @@ def test_a_run_with_font_dirs_makes_a_hebrew_flyer_and_re_renders_when_a_font_ch
     os.utime(font, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     third = flyer(brief=hebrew, **options).manifest
     assert [s.step for s in third.steps if not s.cached] == ["render_flyer"]
+
+
+def test_each_text_reads_its_own_way_on_a_flyer_that_reads_the_other_way() -> None:
+    assert ts.first_strong_direction("חלה טרייה") == "rtl"
+    assert ts.first_strong_direction("خبز طازج") == "rtl"
+    assert ts.first_strong_direction("14 Mill Lane") == "ltr"  # digits have no direction
+    assert ts.first_strong_direction("12:00 – £5") is None
+    # English on a right-to-left flyer becomes a bidi isolate, so "14 Mill Lane." keeps
+    # its order; text running the flyer's way, or with no direction, is left alone.
+    assert ts._isolated("14 Mill Lane.", "rtl") == "\u206814 Mill Lane.\u2069"
+    assert ts._isolated("14 Mill Lane.", "ltr") == "14 Mill Lane."
+    assert ts._isolated("חלה", "rtl") == "חלה"
+    assert ts._isolated("£5", "rtl") == "£5"
+
+
+def _qr_side(png: bytes) -> str:
+    """Return which half of the page's lower part holds more pure white: the QR code's."""
+    with Image.open(io.BytesIO(png)) as picture:
+        pixels = np.asarray(picture.convert("RGB"))
+    lower = pixels[pixels.shape[0] * 6 // 10 :]
+    white = (lower == 255).all(axis=2)
+    half = white.shape[1] // 2
+    return "left" if white[:, :half].sum() > white[:, half:].sum() else "right"
+
+
+def test_a_hebrew_headline_mirrors_the_flyer(hebrew_fonts: Path) -> None:
+    fmt = FORMATS["letter"]
+    background = gradient_png()
+
+    def render(headline: str) -> ts.TypesetFlyer:
+        return ts.typeset_flyer(
+            fmt=fmt,
+            copy=make_copy(headline=headline),
+            brief=make_brief(url="https://crumbandco.example/sourdough"),
+            background_png=background,
+            style=style_for(fmt, background),
+            heading_font="Fjalla One",
+            body_font="Source Sans Pro",
+            logo_path=None,
+            print_ppi=72,
+            font_dirs=[hebrew_fonts],
+        )
+
+    # The QR code sits bottom right on a left-to-right flyer, bottom left on a Hebrew one.
+    assert _qr_side(render("Fresh challah every Friday").png) == "right"
+    hebrew = render(HEBREW)
+    assert _qr_side(hebrew.png) == "left"
+    # The English lines are still there, in their own order.
+    text = pdf_text(hebrew.pdf)
+    assert "Mill Lane" in text
