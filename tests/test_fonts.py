@@ -16,7 +16,6 @@ from fontTools.fontBuilder import FontBuilder
 from fontTools.pens.ttGlyphPen import TTGlyphPen
 from fontTools.ttLib import TTCollection, TTFont
 from PIL import Image
-from pypdf import PdfReader
 
 from flows.flyer import flyer
 from hyperlocal import typesetting as ts
@@ -24,7 +23,7 @@ from hyperlocal.briefs import load_brief
 from hyperlocal.errors import LayoutError
 from hyperlocal.fonts import FontLibrary, font_library
 from hyperlocal.formats import FORMATS
-from tests.test_typesetting import gradient_png, make_brief, make_copy, pdf_text, style_for
+from tests.test_typesetting import make_brief, make_copy, pdf_fonts, pdf_text, render
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BRIEF_FILE = PROJECT_ROOT / "examples" / "briefs" / "bakery.toml"
@@ -68,34 +67,6 @@ def hebrew_fonts(tmp_path: Path) -> Path:
     return folder
 
 
-def _render(library_dirs: list[Path], headline: str, heading_font: str = "Fjalla One") -> bytes:
-    fmt = FORMATS["square"]
-    background = gradient_png()
-    flyer_ = ts.typeset_flyer(
-        fmt=fmt,
-        copy=make_copy(headline=headline),
-        brief=make_brief(),
-        background_png=background,
-        style=style_for(fmt, background),
-        heading_font=heading_font,
-        body_font="Source Sans Pro",
-        logo_path=None,
-        print_ppi=72,
-        font_dirs=library_dirs,
-    )
-    assert flyer_.png
-    return flyer_.png
-
-
-def _pdf_fonts(pdf: bytes | None) -> set[str]:
-    assert pdf is not None
-    found: set[str] = set()
-    for page in PdfReader(io.BytesIO(pdf)).pages:
-        for font in page["/Resources"]["/Font"].values():
-            found.add(str(font.get_object()["/BaseFont"]).split("+")[-1])
-    return found
-
-
 def test_the_packaged_families_are_found_and_named_as_typst_names_them() -> None:
     library = font_library()
     assert {"Fjalla One", "Lato", "Roboto", "Source Sans Pro"} <= set(library.families)
@@ -106,7 +77,7 @@ def test_the_packaged_families_are_found_and_named_as_typst_names_them() -> None
 
 def test_a_script_no_packaged_font_draws_is_refused_pointing_at_font_dirs() -> None:
     with pytest.raises(LayoutError, match=r"which no installed font can draw.*layout\.font_dirs"):
-        _render([], HEBREW)
+        render(FORMATS["square"], copy=make_copy(headline=HEBREW))
 
 
 def test_fonts_in_font_dirs_set_what_the_packaged_ones_cannot(hebrew_fonts: Path) -> None:
@@ -116,24 +87,11 @@ def test_fonts_in_font_dirs_set_what_the_packaged_ones_cannot(hebrew_fonts: Path
     assert library.covering_family(HEBREW, "Fjalla One", also=["Source Sans Pro"]) == (
         "Test Hebrew Sans"
     )
-    fmt = FORMATS["letter"]
-    background = gradient_png()
-    typeset = ts.typeset_flyer(
-        fmt=fmt,
-        copy=make_copy(headline=HEBREW),
-        brief=make_brief(),
-        background_png=background,
-        style=style_for(fmt, background),
-        heading_font="Fjalla One",
-        body_font="Source Sans Pro",
-        logo_path=None,
-        print_ppi=72,
-        font_dirs=[hebrew_fonts],
-    )
+    typeset = render(FORMATS["letter"], copy=make_copy(headline=HEBREW), font_dirs=[hebrew_fonts])
     assert len(typeset.font_fallbacks) == 1
     assert typeset.font_fallbacks[0].startswith("headline: Fjalla One cannot draw ")
     assert typeset.font_fallbacks[0].endswith("; set in Test Hebrew Sans")
-    used = _pdf_fonts(typeset.pdf)
+    used = pdf_fonts(typeset.pdf)
     assert "TestHebrewSans-Regular" in used, used
     assert not any("Fjalla" in name for name in used), used
 
@@ -151,7 +109,13 @@ def test_a_family_from_font_dirs_can_be_named_and_a_collection_is_read(tmp_path:
     assert library.extra_families == ["Test Hebrew Sans", "Test Latin Boxes"]
     assert library.missing_glyphs("shalom", "test latin boxes") == []
     assert library.missing_glyphs("Shalom", "Test Latin Boxes") == ["S"]
-    assert _render([folder], HEBREW, heading_font="test hebrew sans")
+    named = render(
+        FORMATS["square"],
+        copy=make_copy(headline=HEBREW),
+        heading_font="test hebrew sans",
+        font_dirs=[folder],
+    )
+    assert named.font_fallbacks == []
     with pytest.raises(LayoutError, match="not installed"):
         FontLibrary([]).resolve("Test Hebrew Sans")
 
@@ -210,26 +174,14 @@ def _qr_side(png: bytes) -> str:
 
 
 def test_a_hebrew_headline_mirrors_the_flyer(hebrew_fonts: Path) -> None:
-    fmt = FORMATS["letter"]
-    background = gradient_png()
-
-    def render(headline: str) -> ts.TypesetFlyer:
-        return ts.typeset_flyer(
-            fmt=fmt,
-            copy=make_copy(headline=headline),
-            brief=make_brief(url="https://crumbandco.example/sourdough"),
-            background_png=background,
-            style=style_for(fmt, background),
-            heading_font="Fjalla One",
-            body_font="Source Sans Pro",
-            logo_path=None,
-            print_ppi=72,
-            font_dirs=[hebrew_fonts],
-        )
+    def render_letter(headline: str) -> ts.TypesetFlyer:
+        brief = make_brief(url="https://crumbandco.example/sourdough")
+        copy = make_copy(headline=headline)
+        return render(FORMATS["letter"], copy=copy, brief=brief, font_dirs=[hebrew_fonts])
 
     # The QR code sits bottom right on a left-to-right flyer, bottom left on a Hebrew one.
-    assert _qr_side(render("Fresh challah every Friday").png) == "right"
-    hebrew = render(HEBREW)
+    assert _qr_side(render_letter("Fresh challah every Friday").png) == "right"
+    hebrew = render_letter(HEBREW)
     assert _qr_side(hebrew.png) == "left"
     # The English lines are still there, in their own order.
     text = pdf_text(hebrew.pdf)

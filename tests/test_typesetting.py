@@ -96,6 +96,7 @@ def render(
     body_font: str = "Source Sans Pro",
     logo_path: Path | None = None,
     print_ppi: int = 72,
+    font_dirs: list[Path] | None = None,
 ) -> ts.TypesetFlyer:
     background = background or gradient_png()
     return ts.typeset_flyer(
@@ -108,6 +109,7 @@ def render(
         body_font=body_font,
         logo_path=logo_path,
         print_ppi=print_ppi,
+        font_dirs=font_dirs or [],
     )
 
 
@@ -234,7 +236,8 @@ def test_an_emoji_no_installed_font_can_draw_is_refused_naming_the_character() -
     assert fonts.undrawable("Łódź 🥖 Пекарня 中") == ["🥖", "中"]
 
 
-def _pdf_fonts(pdf: bytes | None) -> set[str]:
+def pdf_fonts(pdf: bytes | None) -> set[str]:
+    """Return the names of the fonts a PDF embeds (subset prefixes dropped)."""
     assert pdf is not None
     names: set[str] = set()
     for page in PdfReader(io.BytesIO(pdf)).pages:
@@ -261,7 +264,7 @@ def test_a_headline_the_heading_font_cannot_draw_is_set_whole_in_the_body_font(
     ]
     assert squashed(headline) in squashed(pdf_text(flyer.pdf))
     # One family for the whole headline: Fjalla One is not in the PDF at all.
-    used = _pdf_fonts(flyer.pdf)
+    used = pdf_fonts(flyer.pdf)
     assert not any("Fjalla" in name for name in used), used
     assert any("SourceSans" in name for name in used), used
 
@@ -271,7 +274,7 @@ def test_body_text_the_body_font_cannot_draw_falls_back_past_the_heading_font() 
     copy = make_copy(subhead="Pâine proaspătă în fiecare dimineață, ștrudel și țuică")
     flyer = render(LETTER, copy=copy, body_font="Lato")
     assert flyer.font_fallbacks == ["body text: Lato cannot draw 'ă', 'ț', 'ș'; set in Roboto"]
-    used = _pdf_fonts(flyer.pdf)
+    used = pdf_fonts(flyer.pdf)
     assert any("Roboto" in name for name in used), used
     assert not any("Lato" in name for name in used), used
     assert squashed(copy.subhead) in squashed(pdf_text(flyer.pdf))
