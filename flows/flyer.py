@@ -272,6 +272,12 @@ def report(console: Console, outcome: RunOutcome, seconds: float) -> None:
             f"{done}: {manifest.computed_steps} steps computed "
             f"({calls} model calls: {per_role}), {manifest.cached_steps} from the cache."
         )
+    if manifest.damaged_cache:
+        count = len(manifest.damaged_cache)
+        what = "1 cached result was" if count == 1 else f"{count} cached results were"
+        console.print(
+            f"[yellow]warning[/]: {what} damaged (cut short or corrupted) and computed again"
+        )
     for name in flagged:
         console.print(f"[yellow]warning[/]: {name}: every picture failed QC; the best one is used")
     for name in dropped:

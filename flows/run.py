@@ -52,7 +52,7 @@ from hyperlocal.models import (
 from hyperlocal.settings import Settings
 from hyperlocal.text import slugify
 from hyperlocal.typesetting import template_digest
-from tasks.caching import result_storage
+from tasks.caching import damaged_results, result_storage
 from tasks.copywriting import write_copy
 from tasks.images import generate_image
 from tasks.layout import TEMPLATE, RenderRequest, file_digest, render_flyer
@@ -479,6 +479,8 @@ class FlyerRun:
         total = self.settings.variants or 1
         workers = max(1, min(self.settings.max_parallel, total))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="variant")
+        damaged: list[str] = []
+        collecting = damaged_results.set(damaged)
         try:
             futures = [
                 pool.submit(contextvars.copy_context().run, self._variant, v, total)
@@ -490,6 +492,8 @@ class FlyerRun:
             # finish (and are cached), so the next run resumes from there.
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+        finally:
+            damaged_results.reset(collecting)
         pool.shutdown()
         variants = [record for record, _ in results]
         flyers = [flyer for _, batch in results for flyer in batch]
@@ -515,6 +519,7 @@ class FlyerRun:
             model_calls=model_calls,
             cached_steps=sum(r.cached for r in steps),
             computed_steps=sum(not r.cached for r in steps),
+            damaged_cache=sorted(damaged),
             files=[],
             seconds=round(time.perf_counter() - started, 3),
         )

@@ -478,5 +478,9 @@ class RunManifest(BaseModel):
     model_calls: dict[str, int] = Field(description="Backend calls made in this run, per role.")
     cached_steps: int
     computed_steps: int
+    damaged_cache: list[str] = Field(
+        default_factory=list,
+        description="Cached results found damaged (cut short, corrupted) and computed again.",
+    )
     files: list[str]
     seconds: float

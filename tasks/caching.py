@@ -17,6 +17,7 @@ talks to (the command line starts a temporary server per process).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import fcntl
 import os
 import threading
@@ -71,6 +72,14 @@ def _lock_folder() -> Path:
     return folder
 
 
+#: Set by a run to a list that collects the cached results found damaged and
+#: recomputed (file names), for its manifest; threads started with a copy of the
+#: run's context (variants, task runs) add to the same list.
+damaged_results: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "damaged_results", default=None
+)
+
+
 def discard_if_damaged(result_file: Path) -> bool:
     """Delete ``result_file`` when it exists but does not decode; log one warning line.
 
@@ -95,6 +104,9 @@ def discard_if_damaged(result_file: Path) -> bool:
         )
         # Prefect would overwrite it after the step, but only if the step succeeds.
         result_file.unlink(missing_ok=True)
+        found = damaged_results.get()
+        if found is not None:
+            found.append(result_file.name)
         return True
     return False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pytest
 from prefect.results import ResultRecord
+from rich.console import Console
 
-from flows.flyer import flyer
+from flows.flyer import flyer, report
 from hyperlocal.briefs import load_brief
 from hyperlocal.models import RunManifest
 from tasks import caching
@@ -177,6 +179,14 @@ def test_damaged_cached_results_are_recomputed_with_a_warning(
 
     damaged = [r for r in caplog.records if "is damaged" in r.getMessage()]
     assert sorted(r.getMessage().split()[2] for r in damaged) == [p.name for p in results]
+    # The manifest and the command line's summary say so too.
+    assert second.manifest.damaged_cache == [p.name for p in results]
+    shown = io.StringIO()
+    report(Console(file=shown, width=200), second, 1.0)
+    assert (
+        f"warning: {len(results)} cached results were damaged (cut short or corrupted) and "
+        "computed again"
+    ) in shown.getvalue()
     assert second.manifest.cached_steps == 0
     assert (second.folder / "variant_01_square.png").read_bytes() == (
         first.folder / "variant_01_square.png"
@@ -185,6 +195,7 @@ def test_damaged_cached_results_are_recomputed_with_a_warning(
         ResultRecord.deserialize(path.read_bytes())
     third = flyer(brief=brief, **options)
     assert third.manifest.computed_steps == sum(s.step == "publish" for s in third.manifest.steps)
+    assert third.manifest.damaged_cache == []
 
 
 def test_discard_if_damaged_keeps_good_and_missing_files(tmp_path: Path) -> None:
