@@ -38,6 +38,8 @@ Rules:
 - Copy the date, time, place and price into "when", "where" and "price" exactly as
   the brief gives them, character for character.
 - Write in the brief's tone for its audience; no emoji; no hashtags.
+- Write every word in the brief's "language" (a BCP 47 tag) when it names one,
+  else in the language the brief is written in.
 - Respect every maxLength. At most 4 body points, each a short phrase.
 - This is variant {variant} of {variants}: lead with the "{angle}" angle so the
   variants differ."""

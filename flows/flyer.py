@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         fields.add_argument(f"--{name}", help=Brief.model_fields[name].description)
     fields.add_argument("--tone", help=Brief.model_fields["tone"].description)
     fields.add_argument("--url", help=Brief.model_fields["url"].description)
+    fields.add_argument("--language", help=Brief.model_fields["language"].description)
     fields.add_argument(
         "--cta", dest="call_to_action", help=Brief.model_fields["call_to_action"].description
     )
@@ -200,6 +201,7 @@ _BRIEF_FLAGS = (
     "audience",
     "tone",
     "url",
+    "language",
     "call_to_action",
 )
 

@@ -135,7 +135,39 @@ class Brief(BaseModel):
     url: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)] | None = Field(
         default=None, description="An http(s) link; becomes a QR code on the flyer."
     )
+    language: Annotated[str, StringConstraints(strip_whitespace=True, max_length=35)] | None = (
+        Field(
+            default=None,
+            description="The flyer's language as a BCP 47 tag (en, pl, he, ar-EG): the copy is "
+            "written in it, and it sets the text direction and typesetting rules.",
+        )
+    )
     brand: BrandKit = Field(default_factory=BrandKit, description="Colours, fonts and logo.")
+
+    @field_validator("language")
+    @classmethod
+    def _language_tag(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", value):
+            raise ValueError("must be a language tag such as en, pl, he or ar-EG")
+        primary, *rest = value.split("-")
+        # BCP 47 case conventions: language lower, region upper, script title.
+        tags = [primary.lower()]
+        for tag in rest:
+            tags.append(
+                tag.upper() if len(tag) == 2 else tag.title() if len(tag) == 4 else tag.lower()
+            )
+        return "-".join(tags)
+
+    def text_language(self) -> tuple[str, str | None] | None:
+        """Return the language's ISO 639 code and region (``("ar", "EG")``), or ``None``."""
+        if self.language is None:
+            return None
+        primary, *rest = self.language.split("-")
+        region = next((t for t in rest if len(t) == 2 and t.isalpha()), None)
+        return primary, region
 
     @field_validator("url")
     @classmethod

@@ -222,6 +222,19 @@ def _url_label(url: str) -> str:
 
 
 _FIRST_STRONG_ISOLATE, _POP_ISOLATE = "\u2068", "\u2069"
+#: Languages written right to left (ISO 639 codes).
+RTL_LANGUAGES = frozenset(
+    {"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ps", "sd", "syr", "ug", "ur", "yi"}
+)
+
+
+def flyer_direction(brief: Brief, headline: str) -> str:
+    """Return which way the flyer reads: from the brief's language when it has one,
+    else from the headline's first letter with a direction (``"rtl"`` or ``"ltr"``)."""
+    language = brief.text_language()
+    if language is not None:
+        return "rtl" if language[0] in RTL_LANGUAGES else "ltr"
+    return first_strong_direction(headline) or "ltr"
 
 
 def first_strong_direction(text: str) -> str | None:
@@ -418,7 +431,8 @@ def write_job(
         shutil.copyfile(logo_path, folder / logo_name)
     if qr is not None:
         (folder / "qr.svg").write_text(qr, encoding="utf-8")
-    direction = first_strong_direction(copy.headline) or "ltr"
+    direction = flyer_direction(brief, copy.headline)
+    language = brief.text_language()
     data: dict[str, Any] = {
         "page": {
             "width": geometry.width,
@@ -439,8 +453,11 @@ def write_job(
         "header_zone": placed.header_zone.model_dump(),
         "text_zone": placed.text_zone.model_dump(),
         "fonts": {"heading": heading, "body": body},
-        # The headline sets which way the flyer reads: a Hebrew or Arabic one mirrors it.
+        # Right to left (Hebrew, Arabic) mirrors the flyer.
         "direction": direction,
+        # Typst's language rules (quotes, line breaking); unset: Typst's default.
+        "lang": language[0] if language else None,
+        "region": language[1] if language else None,
         "style": {
             "text": style.text_color,
             "panel": style.panel_color,

@@ -200,3 +200,22 @@ def test_facts_are_kept_exactly_as_given() -> None:
 )
 def test_run_names_are_ascii_slugs_of_any_script(name: str, slug: str) -> None:
     assert slugify(name) == slug
+
+
+@pytest.mark.parametrize(
+    ("tag", "normalised"),
+    [("pl", "pl"), ("AR-eg", "ar-EG"), ("zh-hant-tw", "zh-Hant-TW"), (" he ", "he"), ("", None)],
+)
+def test_a_language_tag_is_normalised(tag: str, normalised: str | None) -> None:
+    brief = Brief(business="Rosie's", event="Bread", place="Market St", language=tag)
+    assert brief.language == normalised
+
+
+def test_a_bad_language_tag_is_one_clear_error() -> None:
+    with pytest.raises(BriefError) as caught:
+        validate_brief(
+            {"business": "Rosie's", "event": "Bread", "place": "Market St", "language": "Polish!"},
+            "brief.toml",
+        )
+    assert "language: must be a language tag such as en, pl, he or ar-EG" in str(caught.value)
+    assert "\n" not in str(caught.value)

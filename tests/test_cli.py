@@ -107,6 +107,9 @@ def test_a_flag_overrides_the_brief_and_is_validated() -> None:
     result = run_cli("--url", "javascript:alert(1)")
     assert result.returncode == 2
     assert "url: must be an http:// or https:// link" in _one_clear_line(result)
+    result = run_cli("--language", "Polish")
+    assert result.returncode == 2
+    assert "language: must be a language tag" in _one_clear_line(result)
 
 
 def test_an_unknown_font_is_an_error_naming_the_installed_ones(prefect_env: str) -> None:

@@ -7,6 +7,7 @@ Hebrew letters), so the tests need no font from the system or the network.
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -23,7 +24,15 @@ from hyperlocal.briefs import load_brief
 from hyperlocal.errors import LayoutError
 from hyperlocal.fonts import FontLibrary, font_library
 from hyperlocal.formats import FORMATS
-from tests.test_typesetting import make_brief, make_copy, pdf_fonts, pdf_text, render
+from tests.test_typesetting import (
+    gradient_png,
+    make_brief,
+    make_copy,
+    pdf_fonts,
+    pdf_text,
+    render,
+    style_for,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BRIEF_FILE = PROJECT_ROOT / "examples" / "briefs" / "bakery.toml"
@@ -186,3 +195,34 @@ def test_a_hebrew_headline_mirrors_the_flyer(hebrew_fonts: Path) -> None:
     # The English lines are still there, in their own order.
     text = pdf_text(hebrew.pdf)
     assert "Mill Lane" in text
+
+
+def test_the_brief_language_sets_the_direction_and_typst_language(
+    tmp_path: Path, hebrew_fonts: Path
+) -> None:
+    fmt = FORMATS["letter"]
+    url = "https://crumbandco.example/sourdough"
+    # An Arabic-language flyer whose headline is an English brand line still reads right
+    # to left; a Hebrew headline on a flyer declared English reads left to right.
+    arabic = make_brief(url=url, language="ar-EG")
+    assert _qr_side(render(fmt, brief=arabic, copy=make_copy(headline="Crumb & Co.")).png) == "left"
+    english = make_brief(url=url, language="en")
+    hebrew_copy = make_copy(headline=HEBREW)
+    assert _qr_side(render(fmt, brief=english, copy=hebrew_copy, font_dirs=[hebrew_fonts]).png) == (
+        "right"
+    )
+    background = gradient_png()
+    ts.write_job(
+        tmp_path,
+        fmt=fmt,
+        copy=make_copy(),
+        brief=arabic,
+        background_png=background,
+        style=style_for(fmt, background),
+        heading_font="Fjalla One",
+        body_font="Source Sans Pro",
+        logo_path=None,
+        print_ppi=72,
+    )
+    data = json.loads((tmp_path / "data.json").read_text(encoding="utf-8"))
+    assert (data["direction"], data["lang"], data["region"]) == ("rtl", "ar", "EG")

@@ -53,6 +53,13 @@ def test_the_brief_reaches_the_model_as_json_data() -> None:
     assert "variant 2 of 3" in system.content
 
 
+def test_the_copy_is_asked_in_the_brief_language() -> None:
+    polish = BRIEF.model_copy(update={"language": "pl"})
+    system, user = copy_messages(polish, variant=1, variants=1)
+    assert json.loads(user.content.split("\n", 1)[1])["language"] == "pl"
+    assert 'Write every word in the brief\'s "language"' in system.content
+
+
 def test_art_direction_prompt_carries_the_copy() -> None:
     copy = BuiltinCopywriter().write_copy(CopyRequest(brief=BRIEF, variant=1, variants=1))
     _, user = art_messages(BRIEF, copy)
