@@ -13,9 +13,11 @@ The font packages ship Latin, Greek, Cyrillic and Vietnamese. Other scripts
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
+import os
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -207,13 +209,30 @@ class FontLibrary:
 
 
 @functools.cache
-def _library(extra_dirs: tuple[Path, ...]) -> FontLibrary:
+def _library(extra_dirs: tuple[Path, ...], _folders: tuple[tuple[str, int], ...]) -> FontLibrary:
+    # _folders only keys the cache: a folder that changed (a font added or removed)
+    # gets a new library.
     return FontLibrary(extra_dirs)
 
 
+def _folder_times(folders: Sequence[Path]) -> tuple[tuple[str, int], ...]:
+    """Return every folder under ``folders`` with its modification time (ns)."""
+    times: list[tuple[str, int]] = []
+    for top in folders:
+        for folder, _dirs, _files in os.walk(top):
+            with contextlib.suppress(OSError):
+                times.append((folder, os.stat(folder).st_mtime_ns))
+    return tuple(times)
+
+
 def font_library(extra_dirs: Sequence[Path] = ()) -> FontLibrary:
-    """Return the (cached) library of the font packages plus the folders ``extra_dirs``."""
-    return _library(tuple(Path(d).expanduser().resolve() for d in extra_dirs))
+    """Return the library of the font packages plus the folders ``extra_dirs``.
+
+    Cached while those folders stay as they are: a font added to one (a long-running
+    ``flows.deploy``) is found by the next run without a restart.
+    """
+    dirs = tuple(Path(d).expanduser().resolve() for d in extra_dirs)
+    return _library(dirs, _folder_times(dirs))
 
 
 def installed_fonts() -> dict[str, Path]:

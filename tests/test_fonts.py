@@ -129,6 +129,17 @@ def test_a_family_from_font_dirs_can_be_named_and_a_collection_is_read(tmp_path:
         FontLibrary([]).resolve("Test Hebrew Sans")
 
 
+def test_a_font_added_to_a_folder_is_found_by_the_next_lookup(tmp_path: Path) -> None:
+    folder = tmp_path / "later"
+    folder.mkdir()
+    # As if made long ago: the font below changes the folder's time whatever the clock's grain.
+    os.utime(folder, ns=(0, 0))
+    assert font_library([folder]).extra_families == []
+    assert font_library([folder]) is font_library([folder])  # cached while unchanged
+    build_font("Test Hebrew Sans", HEBREW_LETTERS).save(folder / "TestHebrew.ttf")
+    assert font_library([folder]).extra_families == ["Test Hebrew Sans"]
+
+
 def test_changing_a_font_file_changes_the_digest(hebrew_fonts: Path) -> None:
     font = hebrew_fonts / "nested" / "TestHebrew.ttf"
     before = FontLibrary([hebrew_fonts]).extra_digest()
