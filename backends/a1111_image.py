@@ -27,7 +27,6 @@ from PIL import Image, UnidentifiedImageError
 from backends.base import Health, ImageRequest
 from backends.http_deadline import send_or_fault
 from backends.structured_output import one_line
-from hyperlocal.clip_tokens import TokenCounter, clip_counter
 from hyperlocal.errors import (
     BackendBusy,
     BackendTimeout,
@@ -36,6 +35,7 @@ from hyperlocal.errors import (
     InvalidImage,
 )
 from hyperlocal.models import BackendIdentity, GeneratedImage, PromptSyntax
+from hyperlocal.prompts.clip_tokens import TokenCounter, clip_counter
 from hyperlocal.settings import ImageSettings
 
 #: Connecting never needs long: a refused or unroutable server should fail fast.

@@ -12,8 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hyperlocal.clip_tokens import TokenCounter
-from hyperlocal.formats import Zone
+from hyperlocal.layout.formats import Zone
 from hyperlocal.models import (
     BackendIdentity,
     Brief,
@@ -24,6 +23,7 @@ from hyperlocal.models import (
     PromptSyntax,
     QCReport,
 )
+from hyperlocal.prompts.clip_tokens import TokenCounter
 
 
 class Health(BaseModel):

@@ -27,10 +27,10 @@ from PIL import Image
 
 from backends.base import Health, ImageRequest
 from backends.source_revision import module_revision
-from hyperlocal.clip_tokens import TokenCounter, clip_counter
 from hyperlocal.errors import ConfigurationError
-from hyperlocal.formats import Zone
+from hyperlocal.layout.formats import Zone
 from hyperlocal.models import BackendIdentity, GeneratedImage, PromptSyntax
+from hyperlocal.prompts.clip_tokens import TokenCounter, clip_counter
 
 Style = Literal["bokeh", "waves", "geometric"]
 #: The styles the painter knows, in the order the seed picks from.

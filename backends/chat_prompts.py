@@ -2,7 +2,7 @@
 
 Both prompts carry the brief as JSON data (never spliced into the
 instructions) and ask for one JSON object that the caller validates with
-pydantic. ``fit_to_context`` counts a prompt exactly (``hyperlocal.llm_tokens``)
+pydantic. ``fit_to_context`` counts a prompt exactly (``hyperlocal.prompts.llm_tokens``)
 and, when prompt plus answer would not fit the model's context window, trims
 the least important brief fields, longest first, never a fact.
 """
@@ -19,8 +19,8 @@ from pydantic import BaseModel
 from backends.base import ArtRequest, CopyRequest
 from backends.structured_output import ask_structured
 from hyperlocal.errors import ConfigurationError
-from hyperlocal.llm_tokens import ChatMessage, TextTokenCounter, count_messages
 from hyperlocal.models import Brief, FlyerCopy, ImagePrompt, fact_problems
+from hyperlocal.prompts.llm_tokens import ChatMessage, TextTokenCounter, count_messages
 from hyperlocal.text import clip_words
 
 logger = logging.getLogger("hyperlocal.text")

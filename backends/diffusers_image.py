@@ -54,9 +54,9 @@ from backends.sdxl_pipeline import (
     source_revision,
 )
 from backends.sdxl_prompts import PromptEncoder, sdxl_syntax
-from hyperlocal.clip_tokens import EncodeCounter, TokenCounter, clip_counter
 from hyperlocal.errors import ConfigurationError
 from hyperlocal.models import BackendIdentity, GeneratedImage, PromptSyntax
+from hyperlocal.prompts.clip_tokens import EncodeCounter, TokenCounter, clip_counter
 from hyperlocal.settings import ImageSettings, Settings
 
 log = logging.getLogger(__name__)

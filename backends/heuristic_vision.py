@@ -23,7 +23,7 @@ from PIL import Image
 from backends.base import CheckRequest, Health
 from backends.source_revision import module_revision
 from hyperlocal.errors import InvalidImage
-from hyperlocal.formats import Zone
+from hyperlocal.layout.formats import Zone
 from hyperlocal.models import BackendIdentity, QCCheck, QCReport
 
 # Checks are measured at this long side: enough for lettering, small enough to be quick.

@@ -20,9 +20,9 @@ from backends.base import ArtRequest, CopyRequest, Health
 from backends.chat_prompts import PromptBudget, request_art, request_copy
 from backends.loaded_models import LoadedModel, folder_size, shared_models
 from hyperlocal.errors import BackendNotAvailable, ConfigurationError, InvalidModelOutput
-from hyperlocal.llm_tokens import ChatMessage, FunctionCounter
-from hyperlocal.model_store import model_folder, model_name
 from hyperlocal.models import BackendIdentity, FlyerCopy, ImagePrompt
+from hyperlocal.modelstore.store import model_folder, model_name
+from hyperlocal.prompts.llm_tokens import ChatMessage, FunctionCounter
 from hyperlocal.settings import TextSettings
 
 ATTEMPTS = 3

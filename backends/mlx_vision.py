@@ -31,9 +31,9 @@ from backends.structured_output import REASON_CHARS, ask_structured, one_line
 from backends.vision_images import PATCH, VISION_PROFILES, VisionProfile, prepare_image
 from backends.vision_verdict import VisionVerdict, to_report, verdict_messages
 from hyperlocal.errors import BackendNotAvailable, ConfigurationError, InvalidModelOutput
-from hyperlocal.llm_tokens import ChatMessage
-from hyperlocal.model_store import model_folder, model_name
 from hyperlocal.models import BackendIdentity, QCReport
+from hyperlocal.modelstore.store import model_folder, model_name
+from hyperlocal.prompts.llm_tokens import ChatMessage
 from hyperlocal.settings import VisionSettings
 
 ATTEMPTS = 3

@@ -5,8 +5,8 @@ kind is ``mlx``, or ``auto`` with a model and no server URL (``auto`` picks mlx
 once the model is present); image when ``registry.resolve`` picks
 ``diffusers`` (the model, its config folder when set, each LoRA). A model
 behind an OpenAI-compatible server lives on that server and is listed as
-``served``, never pulled. ``hyperlocal.model_store`` says where each one is and
-``hyperlocal.model_download`` fetches it; ``python -m flows.models`` and
+``served``, never pulled. ``hyperlocal.modelstore.store`` says where each one is and
+``hyperlocal.modelstore.download`` fetches it; ``python -m flows.models`` and
 ``models.allow_pull`` use this list.
 """
 
@@ -18,10 +18,11 @@ from typing import Literal
 from pydantic import BaseModel
 
 from backends import registry
-from hyperlocal import model_download, model_store
 from hyperlocal.errors import DownloadFailed
-from hyperlocal.model_download import TransferProgress
-from hyperlocal.model_store import ModelEntry
+from hyperlocal.modelstore import download as model_download
+from hyperlocal.modelstore import store as model_store
+from hyperlocal.modelstore.download import TransferProgress
+from hyperlocal.modelstore.store import ModelEntry
 from hyperlocal.settings import Settings
 
 Role = Literal["text", "vision", "image"]

@@ -34,8 +34,13 @@ from hyperlocal.errors import (
     HyperlocalError,
     InvalidModelOutput,
 )
-from hyperlocal.llm_tokens import ChatMessage, TextTokenCounter, count_messages, default_counter
 from hyperlocal.models import BackendIdentity, FlyerCopy, ImagePrompt
+from hyperlocal.prompts.llm_tokens import (
+    ChatMessage,
+    TextTokenCounter,
+    count_messages,
+    default_counter,
+)
 from hyperlocal.settings import TextSettings
 
 DEFAULT_TEMPERATURE = 0.7

@@ -33,8 +33,8 @@ from backends.structured_output import ask_structured
 from backends.vision_images import VISION_PROFILES, VisionProfile, data_uri, prepare_image
 from backends.vision_verdict import VisionVerdict, to_report, verdict_messages
 from hyperlocal.errors import ConfigurationError, HyperlocalError, TextOverflow
-from hyperlocal.llm_tokens import ChatMessage
 from hyperlocal.models import BackendIdentity, QCReport
+from hyperlocal.prompts.llm_tokens import ChatMessage
 from hyperlocal.settings import VisionSettings
 
 #: Greedy answers: the same picture should get the same verdict (and cache key) every time.

@@ -16,9 +16,9 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from backends.base import ImageBackend, TextBackend, VisionBackend
-from hyperlocal import model_store
 from hyperlocal.errors import BackendNotAvailable
-from hyperlocal.model_store import Purpose
+from hyperlocal.modelstore import store as model_store
+from hyperlocal.modelstore.store import Purpose
 from hyperlocal.settings import Settings
 
 Role = Literal["text", "image", "vision"]

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from hyperlocal import model_store
 from hyperlocal.errors import ConfigurationError, ModelMissing
+from hyperlocal.modelstore import store as model_store
 from hyperlocal.settings import ImageSettings, ModelsSettings
 
 Flavor = Literal["base", "turbo", "lcm"]

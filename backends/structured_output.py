@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from hyperlocal.errors import InvalidModelOutput
-from hyperlocal.llm_tokens import ChatMessage
+from hyperlocal.prompts.llm_tokens import ChatMessage
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

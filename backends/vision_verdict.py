@@ -12,8 +12,8 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hyperlocal.llm_tokens import ChatMessage
 from hyperlocal.models import BackendIdentity, QCCheck, QCReport
+from hyperlocal.prompts.llm_tokens import ChatMessage
 
 #: Characters of the model's reason kept in the report.
 REASON_CHARS = 200

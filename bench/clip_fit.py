@@ -3,7 +3,7 @@
     python -m bench.clip_fit [--prompts N] [--write]
 
 Fits N generated prompts (lists of 6-30 phrases with roles and priorities) with
-``hyperlocal.prompt_fit.fit_phrases`` counting with ``instant-clip-tokenizer``,
+``hyperlocal.prompts.fitting.fit_phrases`` counting with ``instant-clip-tokenizer``,
 and, side by side in the same run, with a naive loop that re-tokenizes the
 whole prompt with transformers' CLIPTokenizer after each dropped phrase (what
 the pipeline did before). Both must keep the same phrases. Prints prompts per
@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.results import record
-from hyperlocal.clip_tokens import CLIP_WINDOW, clip_counter
 from hyperlocal.models import PhraseRole, PromptPhrase
-from hyperlocal.prompt_fit import fit_phrases, join_phrases
+from hyperlocal.prompts.clip_tokens import CLIP_WINDOW, clip_counter
+from hyperlocal.prompts.fitting import fit_phrases, join_phrases
 from tests.clip_vocab import hf_clip_tokenizer
 
 ROLES: tuple[PhraseRole, ...] = ("subject", "setting", "composition", "style", "lighting")

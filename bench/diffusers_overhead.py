@@ -33,12 +33,13 @@ from backends import registry
 from backends.base import ImageRequest
 from backends.diffusers_image import DiffusersImageBackend
 from bench.results import record
-from hyperlocal.formats import FORMATS
+from hyperlocal.layout.designs import place_design
+from hyperlocal.layout.formats import FORMATS
 from hyperlocal.models import ImagePrompt, PromptPhrase
-from hyperlocal.prompt_fit import fit_image_prompt
+from hyperlocal.prompts.fitting import fit_image_prompt
 from hyperlocal.settings import load_settings
 
-ZONE = FORMATS["square"].text_zone
+ZONE = place_design(FORMATS["square"], "frosted").text_zone
 SUBJECTS = ("sourdough loaves on a wooden table", "a lantern-lit night market", "autumn leaves")
 
 

@@ -42,12 +42,10 @@ from backends.base import ArtRequest, CopyRequest, ImageRequest
 from backends.builtin_image import BuiltinPainter
 from backends.builtin_text import BuiltinCopywriter
 from bench.results import machine_line, record
-from hyperlocal.briefs import load_brief
-from hyperlocal.clip_tokens import clip_counter
-from hyperlocal.designs import DESIGNS, place_design
-from hyperlocal.formats import FORMATS, sdxl_size_for
-from hyperlocal.prompt_fit import fit_image_prompt
-from hyperlocal.typesetting import (
+from hyperlocal.briefs.loading import load_brief
+from hyperlocal.layout.designs import DESIGNS, place_design
+from hyperlocal.layout.formats import FORMATS, sdxl_size_for
+from hyperlocal.layout.typesetting import (
     PageGeometry,
     TypstJob,
     _typst_fonts,
@@ -55,6 +53,8 @@ from hyperlocal.typesetting import (
     typeset_flyer,
     write_job,
 )
+from hyperlocal.prompts.clip_tokens import clip_counter
+from hyperlocal.prompts.fitting import fit_image_prompt
 
 BRIEF = Path("examples/briefs/bakery.toml")
 HEADING_FONT = "Fjalla One"

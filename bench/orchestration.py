@@ -261,7 +261,7 @@ def run_flyer(variants: int, formats: Sequence[str]) -> FlowRun:
     """
     from flows.flyer import flyer_flow
     from flows.run import progress_listener
-    from hyperlocal.briefs import load_brief
+    from hyperlocal.briefs.loading import load_brief
     from hyperlocal.settings import load_settings
 
     settings = load_settings()

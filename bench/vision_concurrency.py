@@ -27,16 +27,17 @@ from backends.base import CheckRequest, ImageRequest
 from backends.builtin_image import BuiltinPainter
 from backends.openai_vision import OpenAIVisionBackend
 from bench.results import record
-from hyperlocal.clip_tokens import clip_counter
 from hyperlocal.errors import InvalidModelOutput
-from hyperlocal.formats import FORMATS
+from hyperlocal.layout.designs import place_design
+from hyperlocal.layout.formats import FORMATS
 from hyperlocal.models import ImagePrompt, PromptPhrase
-from hyperlocal.prompt_fit import fit_image_prompt
+from hyperlocal.prompts.clip_tokens import clip_counter
+from hyperlocal.prompts.fitting import fit_image_prompt
 from tests.servers import RecordingTransport, mlx_vlm_server
 from tests.tiny_models import build_tiny_mlx_vlm
 
 LEVELS = (1, 2, 4, 8)
-ZONE = FORMATS["letter"].text_zone
+ZONE = place_design(FORMATS["letter"], "frosted").text_zone
 
 
 def _pictures(count: int) -> list[CheckRequest]:

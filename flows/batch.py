@@ -44,10 +44,10 @@ from flows.flyer import (
     whole_number,
 )
 from flows.runners import task_runner_for
-from hyperlocal.brief_sets import BriefItem, BriefSet, load_brief_set
+from hyperlocal.briefs.sets import BriefItem, BriefSet, load_brief_set
 from hyperlocal.errors import BriefError, ConfigurationError, HyperlocalError
 from hyperlocal.files import write_atomic
-from hyperlocal.formats import FORMATS, FormatName
+from hyperlocal.layout.formats import FORMATS, FormatName
 from hyperlocal.settings import PROFILES, ProfileName, Settings, load_settings
 from hyperlocal.text import slugify
 

@@ -32,16 +32,14 @@ from backends import registry
 from flows.progress import RichProgress
 from flows.run import FlyerRun, RunOutcome, progress_listener
 from flows.runners import ensure_gpu_limit, holds_gpu, task_runner_for
-from hyperlocal.assets import resolve_asset
-from hyperlocal.briefs import load_brief, validate_brief
+from hyperlocal.briefs.assets import resolve_asset
+from hyperlocal.briefs.loading import load_brief, validate_brief
 from hyperlocal.errors import AssetError, ConfigurationError, HyperlocalError
-from hyperlocal.formats import FORMATS, FormatName
+from hyperlocal.layout.formats import FORMATS, FormatName
 from hyperlocal.models import Brief
+from hyperlocal.resources import example_brief
 from hyperlocal.settings import PROFILES, ProfileName, Settings, load_settings
 from tasks.artifacts import artifact_key, expected_steps, publish_run_artifacts, tracked_progress
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_BRIEF = PROJECT_ROOT / "examples" / "briefs" / "bakery.toml"
 
 # Exit codes: something to fix in settings or the brief, versus a run that failed.
 EXIT_CONFIGURATION = 2
@@ -360,7 +358,7 @@ def _main(argv: Sequence[str] | None) -> int:
             flags = {name: value for name, value in overrides.items() if value is not None}
             brief = validate_brief(flags, "command line", brief_dir, settings.asset_dirs)
         else:
-            brief_file = args.brief or DEFAULT_BRIEF
+            brief_file = args.brief or example_brief()
             brief_dir = brief_file.parent
             brief = load_brief(brief_file, overrides, settings.asset_dirs)
         started = time.perf_counter()

@@ -32,10 +32,12 @@ from rich.progress import (
 from rich.table import Table
 
 from backends.model_needs import ROLES, Role, model_entries, pull_missing
-from hyperlocal import model_download, model_store, model_verify
 from hyperlocal.errors import ConfigurationError, HyperlocalError
-from hyperlocal.model_download import TransferProgress
-from hyperlocal.model_store import ModelEntry, human_bytes
+from hyperlocal.modelstore import download as model_download
+from hyperlocal.modelstore import store as model_store
+from hyperlocal.modelstore import verify as model_verify
+from hyperlocal.modelstore.download import TransferProgress
+from hyperlocal.modelstore.store import ModelEntry, human_bytes
 from hyperlocal.settings import Settings, load_settings
 
 # The exit codes of flows.flyer (not imported from there: that would load Prefect,

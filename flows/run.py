@@ -27,7 +27,6 @@ from backends.base import ArtRequest, CheckRequest, CopyRequest, ImageRequest
 from backends.model_needs import ensure_models
 from flows.runners import image_step_tags
 from hyperlocal import __version__
-from hyperlocal.designs import design_for_variant, place_design
 from hyperlocal.errors import (
     InvalidImage,
     InvalidModelOutput,
@@ -35,8 +34,10 @@ from hyperlocal.errors import (
     PassingFault,
     PictureRejected,
 )
-from hyperlocal.fonts import font_library
-from hyperlocal.formats import FlyerFormat, Zone, get_format, sdxl_size_for
+from hyperlocal.layout.designs import design_for_variant, place_design
+from hyperlocal.layout.fonts import font_library
+from hyperlocal.layout.formats import FlyerFormat, Zone, get_format, sdxl_size_for
+from hyperlocal.layout.typesetting import DEFAULT_TEMPLATE, template_digest
 from hyperlocal.models import (
     AttemptRecord,
     BackendIdentity,
@@ -51,11 +52,10 @@ from hyperlocal.models import (
 )
 from hyperlocal.settings import Settings
 from hyperlocal.text import slugify
-from hyperlocal.typesetting import template_digest
 from tasks.caching import damaged_results, result_storage
 from tasks.copywriting import write_copy
 from tasks.images import generate_image
-from tasks.layout import TEMPLATE, RenderRequest, file_digest, render_flyer
+from tasks.layout import RenderRequest, file_digest, render_flyer
 from tasks.log import step_logger
 from tasks.prompts import direct_art, fit_prompt
 from tasks.publishing import PublishedRun, publish
@@ -181,7 +181,7 @@ class FlyerRun:
             if role != "vision" or settings.qc.enabled
         }
         self.seed = base_seed(settings, brief)
-        self.template = (settings.layout.template or TEMPLATE).resolve()
+        self.template = (settings.layout.template or DEFAULT_TEMPLATE).resolve()
         if not self.template.is_file():
             raise LayoutError(
                 f"template {self.template} not found; fix HYPERLOCAL_LAYOUT__TEMPLATE"

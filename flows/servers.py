@@ -32,7 +32,12 @@ from rich.markup import escape
 
 from flows.flyer import sigterm_interrupts
 from hyperlocal.errors import ConfigurationError, HyperlocalError
-from hyperlocal.server_process import RunningServer, ServerSpec, ServerStartError, start_all
+from hyperlocal.modelstore.server_process import (
+    RunningServer,
+    ServerSpec,
+    ServerStartError,
+    start_all,
+)
 from hyperlocal.settings import Settings, load_settings
 
 EXIT_FAILED = 1
@@ -105,7 +110,7 @@ def _model_folder(role: str, settings: Settings) -> Path:
 
     Raises ``ModelMissing`` naming the pull command, or ``ConfigurationError``.
     """
-    from hyperlocal import model_store
+    from hyperlocal.modelstore import store as model_store
 
     section = getattr(settings, role)
     purpose: model_store.Purpose = "mlx-lm" if role == "text" else "mlx-vlm"

@@ -29,9 +29,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from hyperlocal.designs import DESIGNS, DesignName
 from hyperlocal.errors import SettingsError
-from hyperlocal.formats import FORMATS, FormatName
+from hyperlocal.layout.designs import DESIGNS, DesignName
+from hyperlocal.layout.formats import FORMATS, FormatName
 
 ProfileName = Literal["preview", "balanced", "quality"]
 

@@ -38,9 +38,9 @@ from prefect.artifacts import (
 )
 from prefect.context import FlowRunContext
 
+from hyperlocal.layout.thumbnails import PREVIEW_HEIGHT, jpeg_data_uri
 from hyperlocal.models import Brief, FormatRecord, RunManifest, VariantRecord
 from hyperlocal.text import slugify
-from hyperlocal.thumbnails import PREVIEW_HEIGHT, jpeg_data_uri
 from tasks.log import step_logger
 
 #: At most one progress update per this many seconds, besides the first step of each stage.

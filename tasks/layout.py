@@ -9,21 +9,18 @@ from pathlib import Path
 from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
-from hyperlocal.designs import DesignName, PlacedDesign, place_design
 from hyperlocal.errors import TextOverflow
-from hyperlocal.formats import FlyerFormat, get_format
-from hyperlocal.models import Brief, FlyerCopy, GeneratedImage, RenderedFlyer, TextStyle
-from hyperlocal.typesetting import (
-    DEFAULT_TEMPLATE,
+from hyperlocal.layout.designs import DesignName, PlacedDesign, place_design
+from hyperlocal.layout.formats import FlyerFormat, get_format
+from hyperlocal.layout.typesetting import (
     PageGeometry,
     TypesetFlyer,
     measure_style,
     typeset_flyer,
 )
+from hyperlocal.models import Brief, FlyerCopy, GeneratedImage, RenderedFlyer, TextStyle
 from tasks.caching import PURE_STEP_POLICY
 from tasks.log import step_logger
-
-TEMPLATE = DEFAULT_TEMPLATE
 
 
 class RenderRequest(BaseModel):

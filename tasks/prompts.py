@@ -6,9 +6,9 @@ from prefect import task
 
 from backends import registry
 from backends.base import ArtRequest
-from hyperlocal.formats import Zone
+from hyperlocal.layout.formats import Zone
 from hyperlocal.models import FittedPrompt, ImagePrompt, LongPrompts, PromptPhrase
-from hyperlocal.prompt_fit import fit_image_prompt
+from hyperlocal.prompts.fitting import fit_image_prompt
 from hyperlocal.settings import Settings
 from tasks.caching import backend_step_policy
 from tasks.log import step_logger
@@ -51,7 +51,7 @@ def fit_prompt(
     """Return the prompt for one format, fitted to the image backend's CLIP windows.
 
     Adds the composition phrase that keeps the format's text zone calm, then
-    fits for the backend's encoders and syntax (``hyperlocal.prompt_fit``),
+    fits for the backend's encoders and syntax (``hyperlocal.prompts.fitting``),
     counting with the backend's own tokenizers. Logs one warning line when a
     phrase was dropped or shortened.
     """

@@ -20,8 +20,8 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from hyperlocal.files import write_atomic
+from hyperlocal.layout.thumbnails import PREVIEW_HEIGHT, jpeg_data_uri, png_thumbnails
 from hyperlocal.models import RenderedFlyer, RunManifest
-from hyperlocal.thumbnails import PREVIEW_HEIGHT, jpeg_data_uri, png_thumbnails
 from tasks.log import step_logger
 
 THUMB_HEIGHT = 520

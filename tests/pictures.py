@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from backends.base import ImageRequest
 from backends.builtin_image import BuiltinPainter
-from hyperlocal.clip_tokens import clip_counter
-from hyperlocal.formats import FORMATS, Zone
+from hyperlocal.layout.designs import place_design
+from hyperlocal.layout.formats import FORMATS, Zone
 from hyperlocal.models import GeneratedImage, ImagePrompt, PromptPhrase
-from hyperlocal.prompt_fit import fit_image_prompt
+from hyperlocal.prompts.clip_tokens import clip_counter
+from hyperlocal.prompts.fitting import fit_image_prompt
 
-LETTER_ZONE = FORMATS["letter"].text_zone
+LETTER_ZONE = place_design(FORMATS["letter"], "frosted").text_zone
 BRAND = ["#1F3A5F", "#F2A541", "#FDF6EC"]
 _PAINTER = BuiltinPainter()
 

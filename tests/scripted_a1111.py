@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
+from hyperlocal.layout.designs import place_design
 from tests.servers import BackgroundHTTPServer
 
 Picture = Literal["painted", "not_png", "jpeg", "one_pixel", "data_uri"]
@@ -218,11 +219,11 @@ def _picture_bytes(picture: Picture, seed: int, width: int, height: int) -> byte
         )
         return buffer.getvalue()
     # Imported here: the painter is the heavy part, and only painted answers need it.
-    from hyperlocal.formats import FORMATS
+    from hyperlocal.layout.formats import FORMATS
     from tests.pictures import painted
 
     # The server cannot know the flyer format: square pictures get the square format's zone.
-    zone = FORMATS["square" if width == height else "letter"].text_zone
+    zone = place_design(FORMATS["square" if width == height else "letter"], "frosted").text_zone
     return painted(seed % 2**32, width, height, zone).png
 
 

@@ -17,7 +17,7 @@ from typing import Self
 import httpx
 
 from flows.servers import server_spec
-from hyperlocal.server_process import RunningServer, ServerSpec, start_server
+from hyperlocal.modelstore.server_process import RunningServer, ServerSpec, start_server
 
 
 def free_port() -> int:
@@ -62,7 +62,7 @@ def running_server(
 ) -> Iterator[RunningServer]:
     """Start ``argv``, wait until ``ready_url`` answers 200, and stop it on leaving.
 
-    Uses the project's own server handling (``hyperlocal.server_process``), so
+    Uses the project's own server handling (``hyperlocal.modelstore.server_process``), so
     tests start servers the way ``python -m flows.servers`` does. Raises
     ``ServerStartError`` with the end of the server's log when it exits or
     does not answer in ``timeout_s``.

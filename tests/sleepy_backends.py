@@ -21,7 +21,6 @@ from backends.base import ArtRequest, CheckRequest, CopyRequest, Health, ImageRe
 from backends.builtin_image import BuiltinPainter
 from backends.builtin_text import BuiltinCopywriter
 from backends.heuristic_vision import HeuristicVision
-from hyperlocal.clip_tokens import TokenCounter
 from hyperlocal.models import (
     BackendIdentity,
     FlyerCopy,
@@ -30,6 +29,7 @@ from hyperlocal.models import (
     PromptSyntax,
     QCReport,
 )
+from hyperlocal.prompts.clip_tokens import TokenCounter
 
 KIND = "sleepy"
 

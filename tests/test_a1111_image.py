@@ -16,7 +16,6 @@ from prefect import flow
 from backends import registry
 from backends.a1111_image import A1111ImageBackend, a1111_sampler, decode_png
 from backends.base import ImageBackend, ImageRequest
-from hyperlocal.clip_tokens import clip_counter
 from hyperlocal.errors import (
     BackendBusy,
     BackendTimeout,
@@ -24,13 +23,15 @@ from hyperlocal.errors import (
     ConfigurationError,
     InvalidImage,
 )
-from hyperlocal.formats import FORMATS
+from hyperlocal.layout.designs import place_design
+from hyperlocal.layout.formats import FORMATS
 from hyperlocal.models import Brief, GeneratedImage, ImagePrompt, PromptPhrase, PromptSyntax
-from hyperlocal.prompt_fit import fit_image_prompt
+from hyperlocal.prompts.clip_tokens import clip_counter
+from hyperlocal.prompts.fitting import fit_image_prompt
 from hyperlocal.settings import ImageSettings, Settings, load_settings
 from tests.scripted_a1111 import CHECKPOINTS, ScriptedA1111, Step, closed_port_url
 
-ZONE = FORMATS["square"].text_zone
+ZONE = place_design(FORMATS["square"], "frosted").text_zone
 A1111_SYNTAX = PromptSyntax(encoders=1, weights="a1111", chunks="a1111")
 USER, PASSWORD = "painter", "pw-very-secret-0123456789"
 CHECKPOINT = "juggernautXL_v9.safetensors [c9e3e68f89]"

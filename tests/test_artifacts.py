@@ -20,8 +20,8 @@ from prefect.client.schemas.objects import Artifact
 import tasks.artifacts as artifacts
 from flows.flyer import flyer
 from flows.run import ProgressEvent, RunOutcome
+from hyperlocal.layout.thumbnails import PREVIEW_HEIGHT
 from hyperlocal.models import Brief
-from hyperlocal.thumbnails import PREVIEW_HEIGHT
 from tasks.artifacts import (
     ProgressArtifact,
     artifact_key,

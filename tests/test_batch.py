@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flows.batch import ARTIFACT_KEY, SUMMARY_FILE, BatchSummary, batch
-from hyperlocal.brief_sets import load_brief_set
+from hyperlocal.briefs.sets import load_brief_set
 from hyperlocal.errors import BriefError
 from hyperlocal.models import RunManifest
 

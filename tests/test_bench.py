@@ -26,10 +26,10 @@ from backends.heuristic_vision import HeuristicVision
 from bench import results
 from bench.__main__ import classify, discover
 from bench.orchestration import Step, critical_path, nominal_steps
-from hyperlocal.briefs import load_brief
-from hyperlocal.formats import Zone
+from hyperlocal.briefs.loading import load_brief
+from hyperlocal.layout.formats import Zone
 from hyperlocal.models import StepRecord
-from hyperlocal.prompt_fit import fit_image_prompt
+from hyperlocal.prompts.fitting import fit_image_prompt
 from hyperlocal.settings import load_settings
 from tests.sleepy_backends import Latencies, SleepyImage, SleepyText, SleepyVision, install, restore
 

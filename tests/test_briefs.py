@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hyperlocal.briefs import load_brief, validate_brief
+from hyperlocal.briefs.loading import load_brief, validate_brief
 from hyperlocal.errors import AssetError, BriefError
 from hyperlocal.models import Brief
 from hyperlocal.text import slugify

@@ -16,10 +16,11 @@ import backends.builtin_image as builtin_image
 from backends.base import ImageBackend, ImageRequest
 from backends.builtin_image import STYLES, BuiltinPainter, Style, choose_style
 from hyperlocal.errors import ConfigurationError
-from hyperlocal.formats import FORMATS, Zone
+from hyperlocal.layout.designs import place_design
+from hyperlocal.layout.formats import FORMATS, Zone
 
-LETTER_ZONE = FORMATS["letter"].text_zone
-SQUARE_ZONE = FORMATS["square"].text_zone
+LETTER_ZONE = place_design(FORMATS["letter"], "frosted").text_zone
+SQUARE_ZONE = place_design(FORMATS["square"], "frosted").text_zone
 BRAND = ["#1F3A5F", "#F2A541", "#FDF6EC"]
 
 
@@ -31,9 +32,9 @@ def make_request(
     zone: Zone = LETTER_ZONE,
     prompt: str = "abstract poster background",
 ) -> ImageRequest:
-    from hyperlocal.clip_tokens import clip_counter
     from hyperlocal.models import ImagePrompt, PromptPhrase, PromptSyntax
-    from hyperlocal.prompt_fit import fit_image_prompt
+    from hyperlocal.prompts.clip_tokens import clip_counter
+    from hyperlocal.prompts.fitting import fit_image_prompt
 
     fitted = fit_image_prompt(
         ImagePrompt(

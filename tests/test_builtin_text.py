@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from backends.base import ArtRequest, CopyRequest
 from backends.builtin_text import BuiltinCopywriter
-from hyperlocal.clip_tokens import clip_counter
 from hyperlocal.models import Brief, fact_problems
+from hyperlocal.prompts.clip_tokens import clip_counter
 
 BRIEF = Brief(
     business="Rosie's Bakery",

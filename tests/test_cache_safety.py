@@ -16,7 +16,7 @@ from prefect.results import ResultRecord
 from rich.console import Console
 
 from flows.flyer import flyer, report
-from hyperlocal.briefs import load_brief
+from hyperlocal.briefs.loading import load_brief
 from hyperlocal.models import RunManifest
 from tasks import caching
 from tasks.caching import CacheLockManager, discard_if_damaged

@@ -25,8 +25,8 @@ import pytest
 
 from backends.base import ArtRequest, CopyRequest
 from backends.builtin_text import BuiltinCopywriter
-from hyperlocal.briefs import load_brief
-from hyperlocal.server_process import RunningServer
+from hyperlocal.briefs.loading import load_brief
+from hyperlocal.modelstore.server_process import RunningServer
 from tests.conftest import PROJECT_ROOT
 from tests.servers import free_port, model_server
 from tests.tiny_models import build_answering_mlx_lm

@@ -25,14 +25,15 @@ from backends import registry
 from backends.base import ImageRequest
 from backends.diffusers_image import DiffusersImageBackend, device_lock
 from hyperlocal.errors import ConfigurationError
-from hyperlocal.formats import FORMATS
+from hyperlocal.layout.designs import place_design
+from hyperlocal.layout.formats import FORMATS
 from hyperlocal.models import ImagePrompt, PromptPhrase
-from hyperlocal.prompt_fit import fit_image_prompt
+from hyperlocal.prompts.fitting import fit_image_prompt
 from hyperlocal.settings import Settings, load_settings
 from tests.sdxl_single_file import write_original_sdxl_checkpoint
 from tests.tiny_sdxl import build_tiny_lora, build_tiny_sdxl, build_tiny_sdxl_pipeline
 
-ZONE = FORMATS["square"].text_zone
+ZONE = place_design(FORMATS["square"], "frosted").text_zone
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from backends.base import CheckRequest, Health, ImageRequest
 from backends.builtin_image import BuiltinPainter
 from backends.builtin_text import BuiltinCopywriter
 from flows.flyer import flyer, report
-from hyperlocal.briefs import load_brief
+from hyperlocal.briefs.loading import load_brief
 from hyperlocal.errors import (
     BackendUnavailable,
     ConfigurationError,

@@ -19,11 +19,11 @@ from fontTools.ttLib import TTCollection, TTFont
 from PIL import Image
 
 from flows.flyer import flyer
-from hyperlocal import typesetting as ts
-from hyperlocal.briefs import load_brief
+from hyperlocal.briefs.loading import load_brief
 from hyperlocal.errors import LayoutError
-from hyperlocal.fonts import FontLibrary, font_library
-from hyperlocal.formats import FORMATS
+from hyperlocal.layout import typesetting as ts
+from hyperlocal.layout.fonts import FontLibrary, font_library
+from hyperlocal.layout.formats import FORMATS
 from tests.test_typesetting import (
     gradient_png,
     make_brief,

@@ -16,9 +16,9 @@ import backends.heuristic_vision as heuristic_vision
 from backends.base import CheckRequest, VisionBackend
 from backends.builtin_image import STYLES, choose_style, paint_png
 from backends.heuristic_vision import HeuristicVision
-from hyperlocal.designs import DESIGNS, place_design
 from hyperlocal.errors import InvalidImage
-from hyperlocal.formats import FORMATS, Zone
+from hyperlocal.layout.designs import DESIGNS, place_design
+from hyperlocal.layout.formats import FORMATS, Zone
 from hyperlocal.models import BackendIdentity, GeneratedImage, QCReport
 
 LETTER_ZONE = Zone(x=0.06, y=0.46, w=0.88, h=0.50)

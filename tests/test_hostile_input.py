@@ -40,14 +40,15 @@ from pypdf import PdfReader
 
 from backends.base import CopyRequest
 from backends.builtin_text import BuiltinCopywriter
-from hyperlocal.briefs import load_brief, validate_brief
+from hyperlocal.briefs.loading import load_brief, validate_brief
 from hyperlocal.errors import AssetError, BriefError, HyperlocalError
-from hyperlocal.fonts import resolve_font
-from hyperlocal.formats import FORMATS
+from hyperlocal.layout.designs import place_design
+from hyperlocal.layout.fonts import resolve_font
+from hyperlocal.layout.formats import FORMATS
+from hyperlocal.layout.qr import qr_svg
+from hyperlocal.layout.typesetting import DEFAULT_TEMPLATE, template_digest
 from hyperlocal.models import BrandKit, Brief, GeneratedImage, RenderedFlyer
-from hyperlocal.qr import qr_svg
-from hyperlocal.typesetting import template_digest
-from tasks.layout import TEMPLATE, RenderRequest, render_flyer
+from tasks.layout import RenderRequest, render_flyer
 from tests.pictures import painted
 
 T = TypeVar("T")
@@ -491,7 +492,9 @@ def test_the_flow_refuses_a_brief_whose_logo_escapes_even_when_given_the_model_d
 @pytest.fixture(scope="module")
 def background() -> GeneratedImage:
     """A small builtin picture for every render."""
-    return painted(seed=3, width=192, height=248, zone=FORMATS["letter"].text_zone)
+    return painted(
+        seed=3, width=192, height=248, zone=place_design(FORMATS["letter"], "frosted").text_zone
+    )
 
 
 @pytest.fixture(scope="module")
@@ -523,7 +526,7 @@ def render(brief: Brief, background: GeneratedImage, digest: str, fmt: str) -> R
         heading_font=resolve_font(brief.brand.heading_font or "Fjalla One"),
         body_font=resolve_font(brief.brand.body_font or "Source Sans Pro"),
         print_ppi=72,
-        template=TEMPLATE,
+        template=DEFAULT_TEMPLATE,
         template_digest=digest,
     )
     return render_flyer.fn(request)

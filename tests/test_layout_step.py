@@ -7,12 +7,13 @@ import pytest
 from backends.base import ArtRequest, CopyRequest, ImageRequest
 from backends.builtin_image import BuiltinPainter
 from backends.builtin_text import BuiltinCopywriter
-from hyperlocal.clip_tokens import clip_counter
 from hyperlocal.errors import TextOverflow
-from hyperlocal.formats import FORMATS
+from hyperlocal.layout.designs import place_design
+from hyperlocal.layout.formats import FORMATS
+from hyperlocal.layout.typesetting import DEFAULT_TEMPLATE, template_digest
 from hyperlocal.models import Brief, FlyerCopy, PromptSyntax
-from hyperlocal.prompt_fit import fit_image_prompt
-from hyperlocal.typesetting import DEFAULT_TEMPLATE, template_digest
+from hyperlocal.prompts.clip_tokens import clip_counter
+from hyperlocal.prompts.fitting import fit_image_prompt
 from tasks.layout import RenderRequest, render_flyer, shorter_copies
 
 LONG = Brief(
@@ -36,7 +37,10 @@ def _request(brief: Brief, copy: FlyerCopy, format_name: str) -> RenderRequest:
     writer = BuiltinCopywriter()
     art = writer.direct_art(ArtRequest(brief=brief, copy=copy, variant=1))
     fitted = fit_image_prompt(
-        art, syntax=PromptSyntax(), counters=[clip_counter()], zone=fmt.text_zone.describe()
+        art,
+        syntax=PromptSyntax(),
+        counters=[clip_counter()],
+        zone=place_design(fmt, "frosted").text_zone.describe(),
     )
     image = BuiltinPainter().generate(
         ImageRequest(
@@ -48,7 +52,7 @@ def _request(brief: Brief, copy: FlyerCopy, format_name: str) -> RenderRequest:
             steps=1,
             cfg_scale=0,
             palette=list(brief.brand.colors),
-            text_zone=fmt.text_zone,
+            text_zone=place_design(fmt, "frosted").text_zone,
         )
     )
     return RenderRequest(

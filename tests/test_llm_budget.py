@@ -10,7 +10,8 @@ from backends.base import CopyRequest
 from backends.builtin_text import BuiltinCopywriter
 from backends.chat_prompts import art_messages, copy_messages, fit_to_context
 from hyperlocal.errors import ConfigurationError
-from hyperlocal.llm_tokens import (
+from hyperlocal.models import Brief
+from hyperlocal.prompts.llm_tokens import (
     TOKENS_FOR_REPLY,
     TOKENS_PER_MESSAGE,
     ChatMessage,
@@ -18,7 +19,6 @@ from hyperlocal.llm_tokens import (
     count_messages,
     default_counter,
 )
-from hyperlocal.models import Brief
 
 BRIEF = Brief(
     business="Rosie's Bakery",

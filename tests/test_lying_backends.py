@@ -38,7 +38,6 @@ from backends.a1111_image import A1111ImageBackend
 from backends.base import CheckRequest, CopyRequest, ImageRequest
 from backends.openai_text import OpenAITextBackend
 from backends.openai_vision import OpenAIVisionBackend
-from hyperlocal.clip_tokens import clip_counter
 from hyperlocal.errors import (
     BackendBusy,
     BackendTimeout,
@@ -48,9 +47,11 @@ from hyperlocal.errors import (
     InvalidModelOutput,
     is_passing,
 )
-from hyperlocal.formats import FORMATS
+from hyperlocal.layout.designs import place_design
+from hyperlocal.layout.formats import FORMATS
 from hyperlocal.models import Brief, ImagePrompt, PromptPhrase, PromptSyntax
-from hyperlocal.prompt_fit import fit_image_prompt
+from hyperlocal.prompts.clip_tokens import clip_counter
+from hyperlocal.prompts.fitting import fit_image_prompt
 from tests.pictures import painted
 from tests.scripted_a1111 import ScriptedA1111
 from tests.scripted_openai import Reply, ScriptedOpenAI, completion
@@ -66,8 +67,8 @@ ROLES: tuple[Role, ...] = ("text", "vision", "image")
 
 BRIEF = Brief(business="Rosie's Bakery", event="Sourdough class", place="12 Market Street")
 COPY_REQUEST = CopyRequest(brief=BRIEF, variant=1, variants=1)
-LETTER_ZONE = FORMATS["letter"].text_zone
-SQUARE_ZONE = FORMATS["square"].text_zone
+LETTER_ZONE = place_design(FORMATS["letter"], "frosted").text_zone
+SQUARE_ZONE = place_design(FORMATS["square"], "frosted").text_zone
 PICTURE = painted()
 CHECK_REQUEST = CheckRequest(
     image=PICTURE, text_zone=LETTER_ZONE, subject="abstract poster background", min_score=5

@@ -15,15 +15,16 @@ from backends.loaded_models import shared_models
 from backends.mlx_vision import MlxVisionBackend, fold_conversation
 from backends.openai_vision import OpenAIVisionBackend
 from hyperlocal.errors import ConfigurationError, InvalidModelOutput
-from hyperlocal.formats import FORMATS
-from hyperlocal.llm_tokens import ChatMessage
+from hyperlocal.layout.designs import place_design
+from hyperlocal.layout.formats import FORMATS
 from hyperlocal.models import GeneratedImage
+from hyperlocal.prompts.llm_tokens import ChatMessage
 from hyperlocal.settings import VisionSettings
 from tests.pictures import painted
 from tests.servers import RecordingTransport, mlx_vlm_server
 from tests.tiny_models import build_tiny_mlx_vlm
 
-ZONE = FORMATS["letter"].text_zone
+ZONE = place_design(FORMATS["letter"], "frosted").text_zone
 SUBJECT = "sourdough loaves on a rustic wooden table"
 BOUNDED = r"^no valid VisionVerdict after 3 attempts: the model returned"
 

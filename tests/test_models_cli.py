@@ -21,11 +21,13 @@ from pathlib import Path
 import pytest
 
 from backends.model_needs import model_entries
-from hyperlocal import model_download, model_store, model_verify
 from hyperlocal.errors import ConfigurationError, DownloadFailed, ModelMissing, SettingsError
-from hyperlocal.model_download import LineProgress, download_url
-from hyperlocal.model_store import select_hub_files, url_file_name
-from hyperlocal.model_verify import git_blob_sha1
+from hyperlocal.modelstore import download as model_download
+from hyperlocal.modelstore import store as model_store
+from hyperlocal.modelstore import verify as model_verify
+from hyperlocal.modelstore.download import LineProgress, download_url
+from hyperlocal.modelstore.store import select_hub_files, url_file_name
+from hyperlocal.modelstore.verify import git_blob_sha1
 from hyperlocal.settings import RetrySettings, Settings, load_settings
 from tests.fake_hub import FakeHub
 from tests.range_file_server import RangeFileServer, fake_checkpoint

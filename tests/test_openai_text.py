@@ -18,7 +18,7 @@ from backends import registry
 from backends.base import ArtRequest, CopyRequest
 from backends.openai_text import OpenAITextBackend
 from backends.structured_output import ask_structured, extract_json
-from hyperlocal.briefs import load_brief
+from hyperlocal.briefs.loading import load_brief
 from hyperlocal.errors import (
     BackendBusy,
     BackendTimeout,
@@ -26,8 +26,8 @@ from hyperlocal.errors import (
     ConfigurationError,
     InvalidModelOutput,
 )
-from hyperlocal.llm_tokens import ChatMessage
 from hyperlocal.models import Brief, FlyerCopy, ImagePrompt, RunManifest
+from hyperlocal.prompts.llm_tokens import ChatMessage
 from hyperlocal.settings import Settings, TextSettings
 from tests.scripted_openai import (
     Recorded,

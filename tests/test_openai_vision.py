@@ -35,7 +35,8 @@ from hyperlocal.errors import (
     InvalidImage,
     InvalidModelOutput,
 )
-from hyperlocal.formats import FORMATS, Zone
+from hyperlocal.layout.designs import place_design
+from hyperlocal.layout.formats import FORMATS, Zone
 from hyperlocal.models import BackendIdentity, GeneratedImage, QCReport
 from hyperlocal.settings import VisionSettings
 from tests.pictures import painted
@@ -48,7 +49,7 @@ from tests.scripted_openai import (
 )
 
 KEY = "sk-vision-very-secret-0123456789"
-ZONE = FORMATS["letter"].text_zone
+ZONE = place_design(FORMATS["letter"], "frosted").text_zone
 SUBJECT = "sourdough loaves on a rustic wooden table"
 WIDTH, HEIGHT = 320, 416
 

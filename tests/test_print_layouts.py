@@ -27,16 +27,16 @@ from pypdf.generic import ContentStream, RectangleObject
 from backends.base import ArtRequest, CopyRequest, ImageRequest
 from backends.builtin_image import BuiltinPainter
 from backends.builtin_text import BuiltinCopywriter
-from hyperlocal.briefs import load_brief, validate_brief
-from hyperlocal.clip_tokens import clip_counter
-from hyperlocal.contrast import TEXT_CONTRAST, relative_luminance
-from hyperlocal.designs import DESIGNS, PlacedDesign, design_for_variant, place_design
+from hyperlocal.briefs.loading import load_brief, validate_brief
 from hyperlocal.errors import BriefError, LayoutError, TextOverflow
-from hyperlocal.formats import FORMATS, FlyerFormat, Zone, sdxl_size_for
+from hyperlocal.layout.contrast import TEXT_CONTRAST, relative_luminance
+from hyperlocal.layout.designs import DESIGNS, PlacedDesign, design_for_variant, place_design
+from hyperlocal.layout.formats import FORMATS, FlyerFormat, Zone, sdxl_size_for
+from hyperlocal.layout.typesetting import PageGeometry, TypesetFlyer, measure_style, typeset_flyer
 from hyperlocal.models import Brief, FlyerCopy, TextStyle
-from hyperlocal.prompt_fit import fit_image_prompt
+from hyperlocal.prompts.clip_tokens import clip_counter
+from hyperlocal.prompts.fitting import fit_image_prompt
 from hyperlocal.settings import LayoutSettings
-from hyperlocal.typesetting import PageGeometry, TypesetFlyer, measure_style, typeset_flyer
 
 EXAMPLE_BRIEF = Path(__file__).resolve().parent.parent / "examples" / "briefs" / "bakery.toml"
 PPI = 72

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hyperlocal.clip_tokens import CLIP_WINDOW, EncodeCounter, clip_counter, normalise
-from hyperlocal.formats import FORMATS
+from hyperlocal.layout.designs import place_design
+from hyperlocal.layout.formats import FORMATS
 from hyperlocal.models import ImagePrompt, PromptPhrase, PromptSyntax
-from hyperlocal.prompt_fit import (
+from hyperlocal.prompts.clip_tokens import CLIP_WINDOW, EncodeCounter, clip_counter, normalise
+from hyperlocal.prompts.fitting import (
     chunk_phrases,
     fit_image_prompt,
     fit_phrases,
@@ -326,7 +327,9 @@ def test_fit_prompt_reports_per_encoder_what_it_dropped(caplog: pytest.LogCaptur
         negative=[PromptPhrase(text="text, letters, watermark", role="quality", priority=100)],
     )
     with caplog.at_level("WARNING"):
-        fitted = fit_prompt.fn(prompt, FORMATS["letter"].text_zone, "fit", 3, load_settings())
+        fitted = fit_prompt.fn(
+            prompt, place_design(FORMATS["letter"], "frosted").text_zone, "fit", 3, load_settings()
+        )
     assert fitted.prompt.startswith("a cosy bakery")
     assert "calm uncluttered empty space in the lower half" in fitted.prompt
     (report,) = fitted.encoders
@@ -342,14 +345,16 @@ def test_fit_prompt_reports_per_encoder_what_it_dropped(caplog: pytest.LogCaptur
 def test_the_example_prompts_fit_without_dropping_anything(tmp_path: Path) -> None:
     from backends.base import ArtRequest, CopyRequest
     from backends.builtin_text import BuiltinCopywriter
-    from hyperlocal.briefs import load_brief
+    from hyperlocal.briefs.loading import load_brief
 
     root = Path(__file__).resolve().parent.parent / "examples"
     brief = load_brief(root / "briefs" / "bakery.toml", allowed_dirs=[root])
     writer = BuiltinCopywriter()
     copy = writer.write_copy(CopyRequest(brief=brief, variant=1, variants=1))
     art = writer.direct_art(ArtRequest(brief=brief, copy=copy, variant=1))
-    fitted = fit_prompt.fn(art, FORMATS["square"].text_zone, "fit", 3, load_settings())
+    fitted = fit_prompt.fn(
+        art, place_design(FORMATS["square"], "frosted").text_zone, "fit", 3, load_settings()
+    )
     assert fitted.dropped == []
 
 

@@ -33,11 +33,12 @@ import pytest
 from backends.a1111_image import A1111ImageBackend
 from backends.base import ImageRequest
 from backends.openai_text import OpenAITextBackend
-from hyperlocal.clip_tokens import clip_counter
 from hyperlocal.errors import BackendBusy, ConfigurationError, HyperlocalError
-from hyperlocal.formats import FORMATS
+from hyperlocal.layout.designs import place_design
+from hyperlocal.layout.formats import FORMATS
 from hyperlocal.models import Brief, ImagePrompt, PromptPhrase, PromptSyntax
-from hyperlocal.prompt_fit import fit_image_prompt
+from hyperlocal.prompts.clip_tokens import clip_counter
+from hyperlocal.prompts.fitting import fit_image_prompt
 from tests.scripted_a1111 import ScriptedA1111, Step
 from tests.scripted_openai import Recorded, Reply, ScriptedOpenAI, completion, error_reply
 
@@ -343,7 +344,7 @@ def test_a_run_that_fails_on_a_refused_key_keeps_it_out_of_the_error_traceback_a
 
 
 def test_an_image_server_echoing_its_password_does_not_put_it_in_the_fault() -> None:
-    zone = FORMATS["square"].text_zone
+    zone = place_design(FORMATS["square"], "frosted").text_zone
     request = ImageRequest(
         prompt=fit_image_prompt(
             ImagePrompt(phrases=[PromptPhrase(text="bread", role="subject", priority=100)]),

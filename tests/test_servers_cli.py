@@ -21,8 +21,8 @@ from backends.base import ArtRequest, CopyRequest
 from backends.builtin_text import BuiltinCopywriter
 from backends.vision_verdict import VisionVerdict
 from flows.servers import server_spec
-from hyperlocal.briefs import load_brief
-from hyperlocal.server_process import ServerSpec, ServerStartError, start_server
+from hyperlocal.briefs.loading import load_brief
+from hyperlocal.modelstore.server_process import ServerSpec, ServerStartError, start_server
 from tests.conftest import PROJECT_ROOT
 from tests.servers import free_port
 from tests.tiny_models import build_answering_mlx_lm, build_tiny_mlx_vlm

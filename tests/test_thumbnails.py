@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image
 
-from hyperlocal.thumbnails import jpeg_data_uri, png_thumbnails
+from hyperlocal.layout.thumbnails import jpeg_data_uri, png_thumbnails
 
 
 def _png(width: int, height: int, mode: str = "RGBA") -> bytes:

@@ -12,14 +12,18 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader
 
-from hyperlocal import contrast, fonts, qr
-from hyperlocal import typesetting as ts
 from hyperlocal.errors import AssetError, InvalidImage, LayoutError
-from hyperlocal.formats import FORMATS, FlyerFormat
+from hyperlocal.layout import contrast, fonts, qr
+from hyperlocal.layout import typesetting as ts
+from hyperlocal.layout.designs import place_design
+from hyperlocal.layout.formats import FORMATS, FlyerFormat
 from hyperlocal.models import BrandKit, Brief, FlyerCopy, TextStyle
 
 LETTER = FORMATS["letter"]
 SQUARE = FORMATS["square"]
+#: The default (frosted) design's text zones.
+LETTER_TEXT = place_design(LETTER, "frosted").text_zone
+SQUARE_TEXT = place_design(SQUARE, "frosted").text_zone
 PALETTE = ["#1F3A5F", "#F2A541", "#FDF6EC"]
 
 
@@ -83,7 +87,9 @@ def make_copy(**changes: object) -> FlyerCopy:
 
 
 def style_for(fmt: FlyerFormat, background: bytes) -> TextStyle:
-    return contrast.measure_text_style(background, fmt.text_zone, PALETTE, page_aspect=fmt.aspect)
+    return contrast.measure_text_style(
+        background, place_design(fmt, "frosted").text_zone, PALETTE, page_aspect=fmt.aspect
+    )
 
 
 def render(
@@ -359,7 +365,7 @@ def test_wcag_contrast_of_black_on_white_is_21_and_of_a_colour_on_itself_is_1() 
     ids=["black", "white", "half-black-half-white"],
 )
 def test_panel_text_reaches_wcag_aa_on_the_worst_pixel_of_the_picture(background: bytes) -> None:
-    style = contrast.measure_text_style(background, SQUARE.text_zone, PALETTE)
+    style = contrast.measure_text_style(background, SQUARE_TEXT, PALETTE)
     assert style.contrast >= 4.5
     # Check the claim independently: the text on the panel over pure black and pure white.
     for under in ("#000000", "#FFFFFF"):
@@ -369,32 +375,32 @@ def test_panel_text_reaches_wcag_aa_on_the_worst_pixel_of_the_picture(background
 
 
 def test_accent_stands_out_from_the_panel_or_falls_back_to_the_text_colour() -> None:
-    style = contrast.measure_text_style(half_black_half_white_png(), LETTER.text_zone, PALETTE)
+    style = contrast.measure_text_style(half_black_half_white_png(), LETTER_TEXT, PALETTE)
     for under in ("#000000", "#FFFFFF"):
         mixed = composite(style.panel_color, style.panel_opacity, under)
         assert contrast.contrast_ratio(style.accent_color, mixed) >= 3.0
     # A palette whose only colour is the panel itself leaves nothing to stand out with.
-    grey = contrast.measure_text_style(solid_png("#000000"), LETTER.text_zone, ["#000000"])
+    grey = contrast.measure_text_style(solid_png("#000000"), LETTER_TEXT, ["#000000"])
     assert grey.accent_color == grey.text_color
 
 
 def test_a_brand_accent_too_pale_for_the_panel_is_deepened_not_dropped() -> None:
-    style = contrast.measure_text_style(solid_png("#FFFFFF"), SQUARE.text_zone, ["#F2A541"])
+    style = contrast.measure_text_style(solid_png("#FFFFFF"), SQUARE_TEXT, ["#F2A541"])
     assert style.accent_color not in ("#F2A541", style.text_color)
     mixed = composite(style.panel_color, style.panel_opacity, "#FFFFFF")
     assert contrast.contrast_ratio(style.accent_color, mixed) >= 3.0
 
 
 def test_dark_pictures_get_light_text_and_light_pictures_dark_text() -> None:
-    on_black = contrast.measure_text_style(solid_png("#000000"), SQUARE.text_zone, PALETTE)
-    on_white = contrast.measure_text_style(solid_png("#FFFFFF"), SQUARE.text_zone, PALETTE)
+    on_black = contrast.measure_text_style(solid_png("#000000"), SQUARE_TEXT, PALETTE)
+    on_white = contrast.measure_text_style(solid_png("#FFFFFF"), SQUARE_TEXT, PALETTE)
     assert on_black.text_color == contrast.WHITE
     assert on_white.text_color == contrast.INK
 
 
 def test_a_background_that_is_not_a_picture_is_refused() -> None:
     with pytest.raises(InvalidImage):
-        contrast.measure_text_style(b"not a png", SQUARE.text_zone, PALETTE)
+        contrast.measure_text_style(b"not a png", SQUARE_TEXT, PALETTE)
 
 
 # --------------------------------------------------------------------------- QR code
@@ -432,7 +438,7 @@ def test_a_flyer_shows_its_link_and_qr_code_only_when_the_brief_has_a_url() -> N
 
     # The QR code's white backing sits in the panel's bottom-right corner.
     def corner_pixel(flyer: ts.TypesetFlyer) -> tuple[int, ...]:
-        zone = LETTER.text_zone
+        zone = LETTER_TEXT
         inset = ts.type_scale(LETTER)["padding"] + 10
         x = (zone.x + zone.w) * LETTER.width_pt - inset
         y = (zone.y + zone.h) * LETTER.height_pt - inset

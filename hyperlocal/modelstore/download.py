@@ -3,7 +3,7 @@
 Hub repositories go through ``huggingface_hub`` (only the files their purpose
 needs, ``select_hub_files``); URLs through httpx into ``<file>.part`` with Range
 resume, retries with backoff, a sha256 check and an atomic rename. Where each
-model lands is ``hyperlocal.model_store``; nothing here runs unless asked.
+model lands is ``hyperlocal.modelstore.store``; nothing here runs unless asked.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from hyperlocal.errors import ConfigurationError, DownloadFailed
 from hyperlocal.files import write_atomic
-from hyperlocal.model_store import (
+from hyperlocal.modelstore.store import (
     PULL_COMMAND,
     ModelEntry,
     Purpose,
@@ -39,7 +39,7 @@ from hyperlocal.model_store import (
     read_part_meta,
     select_hub_files,
 )
-from hyperlocal.model_verify import hash_file
+from hyperlocal.modelstore.verify import hash_file
 from hyperlocal.settings import ModelsSettings, RetrySettings
 
 try:  # flock keeps two pulls of one file apart; Windows has no fcntl (no lock there).

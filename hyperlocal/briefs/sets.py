@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from hyperlocal.briefs import BRIEF_SUFFIXES, load_brief, validate_brief
+from hyperlocal.briefs.loading import BRIEF_SUFFIXES, load_brief, validate_brief
 from hyperlocal.errors import BriefError, ConfigurationError
 from hyperlocal.models import BrandKit, Brief
 

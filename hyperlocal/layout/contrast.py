@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from hyperlocal.errors import InvalidImage
-from hyperlocal.formats import Zone
+from hyperlocal.layout.formats import Zone
 from hyperlocal.models import TextStyle
 
 WHITE = "#FFFFFF"

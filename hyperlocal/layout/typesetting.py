@@ -26,23 +26,24 @@ from urllib.parse import urlsplit
 import typst
 from PIL import Image, ImageDraw, ImageFilter
 
-from hyperlocal import contrast, designs, fonts, formats, qr
-from hyperlocal.contrast import (
+from hyperlocal.errors import AssetError, LayoutError, TextOverflow
+from hyperlocal.layout import contrast, designs, fonts, formats, qr
+from hyperlocal.layout.contrast import (
     load_picture,
     measure_text_style,
     needed_opacity,
     visible_box,
     zone_pixels,
 )
-from hyperlocal.designs import MIN_OPACITY, PlacedDesign, place_design
-from hyperlocal.errors import AssetError, LayoutError, TextOverflow
-from hyperlocal.fonts import FontLibrary, font_library
-from hyperlocal.formats import FlyerFormat, Zone
+from hyperlocal.layout.designs import MIN_OPACITY, PlacedDesign, place_design
+from hyperlocal.layout.fonts import FontLibrary, font_library
+from hyperlocal.layout.formats import FlyerFormat, Zone
+from hyperlocal.layout.qr import qr_svg
 from hyperlocal.models import Brief, FlyerCopy, TextStyle
-from hyperlocal.qr import qr_svg
+from hyperlocal.resources import flyer_template
 
-#: The flyer template of a source checkout (``templates/flyer.typ`` beside the package).
-DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "flyer.typ"
+#: The packaged flyer template (``templates/flyer.typ`` in the source tree).
+DEFAULT_TEMPLATE = flyer_template()
 #: The code whose output a rendered flyer depends on, besides the template.
 _RENDER_MODULES = (contrast, designs, fonts, formats, qr)
 

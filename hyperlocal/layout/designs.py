@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hyperlocal.formats import FlyerFormat, Zone
+from hyperlocal.layout.formats import FlyerFormat, Zone
 
 DesignName = Literal["frosted", "scrim", "split"]
 Treatment = Literal["frosted", "scrim", "solid"]

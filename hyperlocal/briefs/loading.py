@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from hyperlocal.assets import resolve_asset
+from hyperlocal.briefs.assets import resolve_asset
 from hyperlocal.errors import AssetError, BriefError
 from hyperlocal.models import Brief
 

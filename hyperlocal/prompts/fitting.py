@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hyperlocal.clip_tokens import CLIP_WINDOW, TokenCounter
 from hyperlocal.models import (
     EncoderFit,
     FittedPrompt,
@@ -27,6 +26,7 @@ from hyperlocal.models import (
     PromptPhrase,
     PromptSyntax,
 )
+from hyperlocal.prompts.clip_tokens import CLIP_WINDOW, TokenCounter
 
 #: Roles that lead the prompt: CLIP's first tokens feed SDXL's pooled embedding.
 LEADING_ROLES: tuple[PhraseRole, ...] = ("subject", "style")

@@ -10,8 +10,8 @@ A model reference in settings is one of three kinds:
   (``HF_HUB_CACHE``) at the revision the settings pin.
 
 ``ModelEntry`` says where one reference is expected and whether it is there.
-Fetching is ``hyperlocal.model_download``; checking files against their recorded
-digests is ``hyperlocal.model_verify``. Nothing here touches the network or is
+Fetching is ``hyperlocal.modelstore.download``; checking files against their recorded
+digests is ``hyperlocal.modelstore.verify``. Nothing here touches the network or is
 called implicitly by a run: a missing model is a ``ModelMissing`` error naming
 ``PULL_COMMAND``.
 """

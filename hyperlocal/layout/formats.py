@@ -116,20 +116,6 @@ class FlyerFormat(BaseModel):
         bottom = max(my, self.ui_bottom)
         return Zone(x=mx, y=top, w=1 - 2 * mx, h=1 - top - bottom)
 
-    @property
-    def text_zone(self) -> Zone:
-        """The text zone of the default design (``frosted``), in fractions of the trim."""
-        from hyperlocal.designs import place_design
-
-        return place_design(self, "frosted").text_zone
-
-    @property
-    def header_zone(self) -> Zone:
-        """The header zone of the default design (``frosted``)."""
-        from hyperlocal.designs import place_design
-
-        return place_design(self, "frosted").header_zone
-
     def png_ppi(self, print_ppi: int) -> float:
         """Return the PNG resolution: exact pixels for screen formats, else ``print_ppi``."""
         return float(PIXEL_FORMAT_PPI) if self.unit == "px" else float(print_ppi)

@@ -1,0 +1,1 @@
+"""Layout: formats, designs, contrast, fonts, QR codes, Typst typesetting, thumbnails."""

@@ -1,0 +1,1 @@
+"""Prompt budgets: exact CLIP and chat-prompt token counts, fitting phrases to CLIP windows."""
