@@ -33,7 +33,8 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel
 
 from hyperlocal.errors import ConfigurationError, ModelMissing
-from hyperlocal.settings import ModelsSettings, redact_url
+from hyperlocal.redaction import redact_url
+from hyperlocal.settings import ModelsSettings
 
 #: The command that fetches what the settings name; every "missing" message ends with it.
 PULL_COMMAND = "python -m flows.models pull"

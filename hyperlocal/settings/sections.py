@@ -1,41 +1,19 @@
-"""Settings: one declared type, read from the environment, `.env` and `hyperlocal.toml`.
+"""The sections of the settings: one declared type per concern (text, image, vision ...).
 
-Names use the prefix ``HYPERLOCAL_`` and ``__`` between levels, e.g.
-``HYPERLOCAL_IMAGE__STEPS=8`` or ``HYPERLOCAL_QC__MAX_ATTEMPTS=2``. A named
-profile (``preview``, ``balanced``, ``quality``) fills every setting the user
-did not set; a single setting always wins over its profile. The variable names
-of the earlier setup (``HYPERLOCAL_LLM_PROVIDER``, ``SDXL_STEPS`` ...) still
-work: ``LegacyEnvSource`` maps them onto the new fields, below the new names.
-
-Sources, strongest first: arguments, ``HYPERLOCAL_*`` variables, earlier
-variable names, ``.env``, ``hyperlocal.toml`` (or the file named by
-``HYPERLOCAL_CONFIG``), the profile, the defaults.
+Each field's description doubles as documentation and as the Prefect UI form's help.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from hyperlocal.errors import SettingsError
 from hyperlocal.layout.designs import DESIGNS, DesignName
-from hyperlocal.layout.formats import FORMATS, FormatName
+from hyperlocal.redaction import redact_urls
 
-ProfileName = Literal["preview", "balanced", "quality"]
-
-ENV_PREFIX = "HYPERLOCAL_"
 #: Text server presets: the usual local base URL of each OpenAI-compatible server.
 TEXT_PROVIDER_URLS: dict[str, str] = {
     "vllm_mlx": "http://127.0.0.1:8000/v1",
@@ -49,6 +27,16 @@ TEXT_PROVIDER_URLS: dict[str, str] = {
 TextProvider = Literal["vllm_mlx", "mlx_lm", "ollama", "lmstudio", "llamacpp", "vllm", "openai"]
 
 
+def sha256_digest(value: str | None) -> str | None:
+    """Return ``value`` as a lowercase sha256 hex digest; raises ``ValueError`` otherwise."""
+    if value is None:
+        return None
+    digest = value.strip().lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"{value!r} is not a sha256 digest (64 hexadecimal digits)")
+    return digest
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -56,7 +44,7 @@ class _Section(BaseModel):
         # repr (logs, tracebacks, debuggers) shows URLs without their secrets;
         # SecretStr fields already show stars.
         for name, value in super().__repr_args__():
-            yield name, _redact_urls(value) if isinstance(value, str) else value
+            yield name, redact_urls(value) if isinstance(value, str) else value
 
 
 class TextSettings(_Section):
@@ -400,319 +388,3 @@ class ScheduleSettings(_Section):
         if len(value.split()) != 5:
             raise ValueError(f"{value!r} is not a five-field cron expression, e.g. '0 9 * * 1'")
         return value
-
-
-class Profile(BaseModel):
-    """A tested bundle of settings; any single setting overrides it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    variants: int
-    formats: tuple[FormatName, ...]
-    steps: int
-    cfg_scale: float
-    megapixels: float
-    qc_enabled: bool
-    max_attempts: int
-    print_ppi: int
-
-
-PROFILES: dict[str, Profile] = {
-    "preview": Profile(
-        variants=2,
-        formats=("letter", "square"),
-        steps=4,
-        cfg_scale=0.0,
-        megapixels=0.6,
-        qc_enabled=True,
-        max_attempts=2,
-        print_ppi=150,
-    ),
-    "balanced": Profile(
-        variants=3,
-        formats=("letter", "square"),
-        steps=20,
-        cfg_scale=6.0,
-        megapixels=1.0,
-        qc_enabled=True,
-        max_attempts=3,
-        print_ppi=200,
-    ),
-    "quality": Profile(
-        variants=4,
-        formats=("letter", "square"),
-        steps=30,
-        cfg_scale=6.5,
-        megapixels=1.0,
-        qc_enabled=True,
-        max_attempts=4,
-        print_ppi=300,
-    ),
-}
-
-# Earlier variable name -> (path in Settings, how to read it).
-_LEGACY: dict[str, tuple[str, ...]] = {
-    "HYPERLOCAL_LLM_PROVIDER": ("text", "provider"),
-    "HYPERLOCAL_LLM_BASE_URL": ("text", "base_url"),
-    "HYPERLOCAL_TEXT_BASE_URL": ("text", "base_url"),  # listed later: wins over LLM_BASE_URL
-    "HYPERLOCAL_LLM_API_KEY": ("text", "api_key"),
-    "HYPERLOCAL_VISION_BASE_URL": ("vision", "base_url"),
-    "HYPERLOCAL_QC_ENABLED": ("qc", "enabled"),
-    "HYPERLOCAL_IMAGE_SIZE": ("image", "size"),
-    "SDXL_API_URL": ("image", "api_url"),
-    "SDXL_STEPS": ("image", "steps"),
-    "SDXL_CFG_SCALE": ("image", "cfg_scale"),
-}
-
-
-def legacy_name(path: tuple[str, ...]) -> str | None:
-    """Return the earlier variable name that also sets ``path``, if there is one."""
-    names = [name for name, target in _LEGACY.items() if target == path]
-    return names[-1] if names else None
-
-
-class LegacyEnvSource(PydanticBaseSettingsSource):
-    """Reads the earlier setup's variable names and maps them onto the new fields."""
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        """Unused: values come from ``__call__`` as one nested mapping."""
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        """Return the values set through earlier variable names, as nested settings."""
-        values: dict[str, Any] = {}
-        for name, (section, key) in _LEGACY.items():
-            raw = os.environ.get(name)
-            if raw is None or raw == "":
-                continue
-            values.setdefault(section, {})[key] = raw
-            if name == "HYPERLOCAL_LLM_PROVIDER":
-                values["text"].setdefault("kind", "openai")
-            if name == "SDXL_API_URL":
-                values["image"].setdefault("kind", "a1111")
-        return values
-
-
-class Settings(BaseSettings):
-    """Everything Hyperlocal can be told, with the profile filled in."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        validate_assignment=True,
-    )
-
-    profile: ProfileName = Field(default="preview", description="Bundle of tested settings.")
-    variants: int | None = Field(default=None, ge=1, le=8, description="Flyer variants per brief.")
-    formats: list[FormatName] | None = Field(
-        default=None, min_length=1, description=f"Formats to make: {', '.join(FORMATS)}."
-    )
-    output_dir: Path = Field(default=Path("output"), description="Where run folders go.")
-    cache_dir: Path = Field(default=Path(".cache/hyperlocal"), description="Cached step results.")
-    asset_dirs: list[Path] = Field(
-        default_factory=lambda: [Path("examples"), Path("assets")],
-        description="Folders that logos and other assets may come from (besides the brief's).",
-    )
-    max_parallel: int = Field(default=4, ge=1, le=64, description="Variants worked on at once.")
-    task_runner: Literal["threads", "dask"] = Field(
-        default="threads",
-        description="Where steps run: threads of this process, or a Dask cluster.",
-    )
-    dask_address: str | None = Field(
-        default=None,
-        description="Scheduler of an existing Dask cluster (tcp://host:8786); unset starts "
-        "a local cluster.",
-    )
-    dask_workers: int = Field(
-        default=2, ge=1, le=256, description="Workers of the local Dask cluster."
-    )
-    gpu_slots: int = Field(
-        default=1,
-        ge=1,
-        le=64,
-        description="In-process image steps (diffusers) at once across all workers "
-        "(a Prefect concurrency limit on the tag 'gpu').",
-    )
-    models_memory_gb: float = Field(
-        default=16.0, gt=0, description="Memory for models loaded in process (least used go)."
-    )
-    text: TextSettings = Field(default_factory=TextSettings)
-    image: ImageSettings = Field(default_factory=ImageSettings)
-    vision: VisionSettings = Field(default_factory=VisionSettings)
-    models: ModelsSettings = Field(default_factory=ModelsSettings)
-    qc: QCSettings = Field(default_factory=QCSettings)
-    layout: LayoutSettings = Field(default_factory=LayoutSettings)
-    retry: RetrySettings = Field(default_factory=RetrySettings)
-    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
-    servers: ServersSettings = Field(default_factory=ServersSettings)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Order the sources: arguments, new names, earlier names, .env, TOML file."""
-        toml_file = Path(os.environ.get("HYPERLOCAL_CONFIG", "hyperlocal.toml"))
-        return (
-            init_settings,
-            env_settings,
-            LegacyEnvSource(settings_cls),
-            dotenv_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
-        )
-
-    def model_post_init(self, context: Any, /) -> None:
-        """Fill every setting the user left unset from the profile."""
-        profile = PROFILES[self.profile]
-        fills: list[tuple[BaseModel, str, Any]] = [
-            (self, "variants", profile.variants),
-            (self, "formats", list(profile.formats)),
-            (self.image, "steps", profile.steps),
-            (self.image, "cfg_scale", profile.cfg_scale),
-            (self.image, "megapixels", profile.megapixels),
-            (self.qc, "enabled", profile.qc_enabled),
-            (self.qc, "max_attempts", profile.max_attempts),
-            (self.layout, "print_ppi", profile.print_ppi),
-        ]
-        for owner, name, value in fills:
-            if getattr(owner, name) is None:
-                # object.__setattr__ keeps "set by the user" (model_fields_set) unchanged.
-                object.__setattr__(owner, name, value)
-
-    def public_dict(self) -> dict[str, Any]:
-        """Return the settings as JSON-ready data with every secret removed (for manifests).
-
-        API keys and tokens become stars, and so do the secrets of any URL in them:
-        a password (``http://user:password@host``, as A1111's ``--api-auth`` wants)
-        and credential query parameters (a Civitai link's ``?token=``).
-        """
-        data = self.model_dump(mode="json")
-        for section, name in (
-            ("text", "api_key"),
-            ("vision", "api_key"),
-            ("models", "hf_token"),
-            ("models", "download_token"),
-        ):
-            if data[section].get(name) is not None:
-                data[section][name] = "**********"
-        # Server URLs, model and LoRA URLs: wherever a URL is, its secrets go.
-        redacted: dict[str, Any] = _redact_urls(data)
-        return redacted
-
-    def with_overrides(self, **changes: Any) -> Settings:
-        """Return new settings with ``changes`` applied as if the user had set them.
-
-        Keys use ``__`` for nesting (``image__seed=3``); a new ``profile`` refills
-        what the user did not set. Raises ``SettingsError`` for a bad value.
-        """
-        data = self.model_dump(exclude_unset=True)
-        for key, value in changes.items():
-            if value is None:
-                continue
-            target = data
-            *parents, leaf = key.split("__")
-            for part in parents:
-                target = target.setdefault(part, {})
-            target[leaf] = value
-        try:
-            return Settings.model_validate(data)
-        except ValidationError as exc:
-            raise SettingsError(describe_settings_error(exc)) from None
-
-
-def sha256_digest(value: str | None) -> str | None:
-    """Return ``value`` as a lowercase sha256 hex digest; raises ``ValueError`` otherwise."""
-    if value is None:
-        return None
-    digest = value.strip().lower()
-    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        raise ValueError(f"{value!r} is not a sha256 digest (64 hexadecimal digits)")
-    return digest
-
-
-#: Query parameters that carry credentials (Civitai's ``?token=``, signed URLs).
-SECRET_QUERY_KEYS = frozenset(
-    {
-        "token",
-        "key",
-        "api_key",
-        "apikey",
-        "auth",
-        "signature",
-        "sig",
-        "access_token",
-        "password",
-        "x-amz-signature",
-        "x-amz-credential",
-        "x-amz-security-token",
-    }
-)
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with its secrets replaced by stars: the password of a
-    ``user:password@`` part and the values of credential query parameters
-    (``?token=...``). Anything that is not an http(s)-style URL comes back unchanged.
-    """
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "(a URL that does not parse)"
-    pairs = parse_qsl(parts.query, keep_blank_values=True) if parts.scheme else []
-    secret_query = any(k.lower() in SECRET_QUERY_KEYS for k, _ in pairs)
-    if not password and not secret_query:
-        return url
-    if password:
-        host = parts.netloc.rsplit("@", 1)[1]
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
-    if secret_query:
-        query = [(k, "***" if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs]
-        parts = parts._replace(query=urlencode(query, safe="*"))
-    return urlunsplit(parts)
-
-
-def _redact_urls(value: Any) -> Any:
-    """Return ``value`` (JSON-like data) with every URL in it passed through ``redact_url``."""
-    if isinstance(value, str):
-        return redact_url(value) if "://" in value else value
-    if isinstance(value, dict):
-        return {k: _redact_urls(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact_urls(v) for v in value]
-    return value
-
-
-def describe_settings_error(exc: ValidationError) -> str:
-    """Return one line naming each bad variable, what it holds and what is allowed."""
-    parts = []
-    for error in exc.errors():
-        loc = tuple(str(p) for p in error["loc"] if not isinstance(p, int))
-        name = ENV_PREFIX + "__".join(loc).upper()
-        legacy = legacy_name(loc)
-        if legacy and legacy != name:
-            name += f" (or {legacy})"
-        message = error["msg"]
-        if error["type"] == "literal_error":
-            expected = error.get("ctx", {}).get("expected", "")
-            message = f"must be one of {expected}"
-        raw = error.get("input")
-        shown = f" (got {raw!r})" if isinstance(raw, str | int | float) else ""
-        parts.append(f"{name}: {message}{shown}")
-    return "; ".join(parts)
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Read the settings from every source; raises ``SettingsError`` with one clear line."""
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        raise SettingsError(describe_settings_error(exc)) from None
-    return settings.with_overrides(**overrides) if overrides else settings

@@ -1,0 +1,65 @@
+"""Domain models: what flows between the steps, validated at every boundary.
+
+A ``Brief`` goes in (``brief``); each step turns one model into the next
+(``steps``: ``FlyerCopy``, ``ImagePrompt``, ``FittedPrompt``, ``GeneratedImage``,
+``QCReport``, ``RenderedFlyer``); ``RunManifest`` records the whole run
+(``manifest``). Import them from here.
+"""
+
+from hyperlocal.models.brief import BrandKit, Brief
+from hyperlocal.models.fields import HexColour, Tone
+from hyperlocal.models.manifest import (
+    AttemptRecord,
+    FormatRecord,
+    RunManifest,
+    StepRecord,
+    VariantRecord,
+)
+from hyperlocal.models.steps import (
+    BackendIdentity,
+    ChunkSyntax,
+    EncoderFit,
+    FittedPrompt,
+    FlyerCopy,
+    GeneratedImage,
+    ImagePrompt,
+    LongPrompts,
+    PhraseRole,
+    PromptPhrase,
+    PromptSyntax,
+    QCCheck,
+    QCReport,
+    RenderedFlyer,
+    TextStyle,
+    WeightSyntax,
+    fact_problems,
+)
+
+__all__ = [
+    "AttemptRecord",
+    "BackendIdentity",
+    "BrandKit",
+    "Brief",
+    "ChunkSyntax",
+    "EncoderFit",
+    "FittedPrompt",
+    "FlyerCopy",
+    "FormatRecord",
+    "GeneratedImage",
+    "HexColour",
+    "ImagePrompt",
+    "LongPrompts",
+    "PhraseRole",
+    "PromptPhrase",
+    "PromptSyntax",
+    "QCCheck",
+    "QCReport",
+    "RenderedFlyer",
+    "RunManifest",
+    "StepRecord",
+    "TextStyle",
+    "Tone",
+    "VariantRecord",
+    "WeightSyntax",
+    "fact_problems",
+]

@@ -1,0 +1,113 @@
+"""The record of a run: every variant, format, attempt and step (``manifest.json``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+)
+
+from hyperlocal.models.brief import Brief
+from hyperlocal.models.steps import (
+    BackendIdentity,
+    FittedPrompt,
+    FlyerCopy,
+    ImagePrompt,
+    QCReport,
+    TextStyle,
+)
+
+
+class StepRecord(BaseModel):
+    """One step of a run: what ran, for which variant and format, how long, and if cached."""
+
+    step: str
+    variant: int | None = None
+    format: str | None = None
+    attempt: int | None = None
+    cached: bool
+    seconds: float
+    error: str | None = Field(
+        default=None,
+        description="Why the step failed, when the run went on without its result (a picture "
+        "painted again, a builtin fallback, a picture shipped unchecked).",
+    )
+
+
+class AttemptRecord(BaseModel):
+    """One painted picture and its verdict."""
+
+    attempt: int
+    seed: int
+    width: int
+    height: int
+    qc: QCReport | None = None
+    qc_error: str | None = Field(
+        default=None, description="Why the picture went unchecked (vision backend down)."
+    )
+    image_error: str | None = Field(
+        default=None,
+        description="Why the painted picture was unusable (not a PNG of the requested size); "
+        "another was painted.",
+    )
+
+
+class FormatRecord(BaseModel):
+    """What one variant produced in one format."""
+
+    format: str
+    design: str = Field(default="frosted", description="The layout design of this variant.")
+    prompt: FittedPrompt
+    attempts: list[AttemptRecord]
+    chosen_attempt: int
+    qc_passed: bool | None = Field(description="None when QC was off.")
+    files: list[str]
+    style: TextStyle
+    font_sizes: dict[str, float] = Field(default_factory=dict)
+    cut: list[str] = Field(default_factory=list, description="Copy left out to fit the panel.")
+    font_fallbacks: list[str] = Field(
+        default_factory=list,
+        description="Texts set in another family than the chosen one (it cannot draw them).",
+    )
+
+
+class VariantRecord(BaseModel):
+    """Everything one variant is made of."""
+
+    variant: int
+    copy_: FlyerCopy = Field(alias="copy", serialization_alias="copy")
+    art_direction: ImagePrompt
+    formats: list[FormatRecord]
+    text_fallbacks: list[str] = Field(
+        default_factory=list,
+        description="Text steps the builtin copywriter took over after bad model output.",
+    )
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class RunManifest(BaseModel):
+    """The record of one run, written as ``manifest.json`` in its folder."""
+
+    hyperlocal_version: str
+    run_name: str
+    created_at: datetime
+    profile: str
+    settings: dict[str, Any] = Field(description="The settings in force, secrets removed.")
+    brief: Brief
+    backends: dict[str, BackendIdentity]
+    variants: list[VariantRecord]
+    steps: list[StepRecord]
+    model_calls: dict[str, int] = Field(description="Backend calls made in this run, per role.")
+    cached_steps: int
+    computed_steps: int
+    damaged_cache: list[str] = Field(
+        default_factory=list,
+        description="Cached results found damaged (cut short, corrupted) and computed again.",
+    )
+    files: list[str]
+    seconds: float
