@@ -54,7 +54,7 @@ from backends.sdxl_pipeline import (
     source_revision,
 )
 from backends.sdxl_prompts import PromptEncoder, sdxl_syntax
-from hyperlocal.errors import ConfigurationError
+from hyperlocal.errors import ConfigurationError, first_line
 from hyperlocal.models import BackendIdentity, GeneratedImage, PromptSyntax
 from hyperlocal.prompts.clip_tokens import EncodeCounter, TokenCounter, clip_counter
 from hyperlocal.settings import ImageSettings, Settings
@@ -333,7 +333,7 @@ class DiffusersImageBackend:
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
-            oom = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            oom = first_line(exc)
         else:
             return self._images(pictures, requests)
         # Out of memory: free what the failed call held, then retry lean, one by one.

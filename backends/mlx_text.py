@@ -19,9 +19,14 @@ from pydantic import BaseModel
 from backends.base import ArtRequest, CopyRequest, Health
 from backends.chat_prompts import PromptBudget, request_art, request_copy
 from backends.loaded_models import LoadedModel, folder_size, shared_models
-from hyperlocal.errors import BackendNotAvailable, ConfigurationError, InvalidModelOutput
+from hyperlocal.errors import (
+    BackendNotAvailable,
+    ConfigurationError,
+    InvalidModelOutput,
+    first_line,
+)
 from hyperlocal.models import BackendIdentity, FlyerCopy, ImagePrompt
-from hyperlocal.modelstore.store import model_folder, model_name
+from hyperlocal.modelstore import model_folder, model_name
 from hyperlocal.prompts.llm_tokens import ChatMessage, FunctionCounter
 from hyperlocal.settings import TextSettings
 
@@ -120,7 +125,7 @@ class MlxTextBackend:
             except Exception as exc:  # mlx-lm raises many kinds for a broken folder
                 raise ConfigurationError(
                     f"cannot load the mlx model in {self.folder}: {type(exc).__name__}: "
-                    f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}"
+                    f"{first_line(exc, default='no detail')}"
                 ) from None
 
         models = shared_models(self.memory_budget_gb)

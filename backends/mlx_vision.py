@@ -30,9 +30,14 @@ from backends.source_revision import module_revision
 from backends.structured_output import REASON_CHARS, ask_structured, one_line
 from backends.vision_images import PATCH, VISION_PROFILES, VisionProfile, prepare_image
 from backends.vision_verdict import VisionVerdict, to_report, verdict_messages
-from hyperlocal.errors import BackendNotAvailable, ConfigurationError, InvalidModelOutput
+from hyperlocal.errors import (
+    BackendNotAvailable,
+    ConfigurationError,
+    InvalidModelOutput,
+    first_line,
+)
 from hyperlocal.models import BackendIdentity, QCReport
-from hyperlocal.modelstore.store import model_folder, model_name
+from hyperlocal.modelstore import model_folder, model_name
 from hyperlocal.prompts.llm_tokens import ChatMessage
 from hyperlocal.settings import VisionSettings
 
@@ -171,7 +176,7 @@ class MlxVisionBackend:
             try:
                 return mlx_vlm.load(str(self.folder))
             except Exception as exc:  # mlx-vlm and transformers raise many kinds
-                detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+                detail = first_line(exc, default="no detail")
                 raise ConfigurationError(
                     f"cannot load the mlx vision model in {self.folder}: "
                     f"{type(exc).__name__}: {detail}"
@@ -243,7 +248,7 @@ class MlxVisionBackend:
         try:
             self._generate([{"role": "user", "content": "Hi"}], tiny, max_tokens=1)
         except Exception as exc:  # health reports every failure instead of raising it
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            detail = first_line(exc)
             return Health(role="vision", kind="mlx", ok=False, detail=detail)
         latency = time.perf_counter() - started
         return Health(

@@ -18,11 +18,11 @@ from typing import Literal
 from pydantic import BaseModel
 
 from backends import registry
+from hyperlocal import modelstore
 from hyperlocal.errors import DownloadFailed
+from hyperlocal.modelstore import ModelEntry
 from hyperlocal.modelstore import download as model_download
-from hyperlocal.modelstore import store as model_store
-from hyperlocal.modelstore.download import TransferProgress
-from hyperlocal.modelstore.store import ModelEntry
+from hyperlocal.modelstore.progress import LineProgress, TransferProgress
 from hyperlocal.settings import Settings
 
 Role = Literal["text", "vision", "image"]
@@ -59,10 +59,10 @@ def model_entries(settings: Settings, roles: Sequence[Role] = ROLES) -> list[Mod
                     if role == "text"
                     else settings.vision.base_url
                 )
-                entries.append(model_store.served_entry(role, section.model, base_url or ""))
+                entries.append(modelstore.served_entry(role, section.model, base_url or ""))
             elif where == "in process" and section.model:
                 entries.append(
-                    model_store.describe(
+                    modelstore.describe(
                         role,
                         "model",
                         section.model,
@@ -78,7 +78,7 @@ def model_entries(settings: Settings, roles: Sequence[Role] = ROLES) -> list[Mod
         image = settings.image
         fp16 = image.dtype in ("auto", "float16")
         entries.append(
-            model_store.describe(
+            modelstore.describe(
                 "image",
                 "model",
                 image.model,
@@ -92,7 +92,7 @@ def model_entries(settings: Settings, roles: Sequence[Role] = ROLES) -> list[Mod
         )
         if image.config:
             entries.append(
-                model_store.describe(
+                modelstore.describe(
                     "image",
                     "config",
                     image.config,
@@ -103,7 +103,7 @@ def model_entries(settings: Settings, roles: Sequence[Role] = ROLES) -> list[Mod
             )
         for number, lora in enumerate(image.loras, start=1):
             entries.append(
-                model_store.describe(
+                modelstore.describe(
                     "image",
                     f"lora {number}",
                     lora.path,
@@ -169,7 +169,7 @@ def pull_missing(
                 update={
                     "present": True,
                     "where": str(path),
-                    "size_bytes": model_store.disk_size(path),
+                    "size_bytes": modelstore.disk_size(path),
                 }
             )
         )
@@ -189,7 +189,7 @@ def ensure_models(settings: Settings, say: Callable[[str], None]) -> None:
     outcome = pull_missing(
         settings,
         entries,
-        progress=lambda entry: model_download.LineProgress(say),
+        progress=lambda entry: LineProgress(say),
         say=say,
     )
     for entry in outcome.fetched:

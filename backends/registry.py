@@ -16,9 +16,9 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from backends.base import ImageBackend, TextBackend, VisionBackend
+from hyperlocal import modelstore
 from hyperlocal.errors import BackendNotAvailable
-from hyperlocal.modelstore import store as model_store
-from hyperlocal.modelstore.store import Purpose
+from hyperlocal.modelstore import Purpose
 from hyperlocal.settings import Settings
 
 Role = Literal["text", "image", "vision"]
@@ -168,9 +168,9 @@ def _is_local_model(
     model: str | None, revision: str | None = None, purpose: Purpose = "mlx-lm"
 ) -> bool:
     """Whether ``model`` is a model folder here: a local one, or a downloaded hub snapshot."""
-    if not model or model_store.classify(model) == "url":
+    if not model or modelstore.classify(model) == "url":
         return False
-    folder = model_store.local_path(
+    folder = modelstore.local_path(
         model, purpose=purpose, models_dir=Path("models"), revision=revision
     )
     return folder is not None and (folder / "config.json").is_file()

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from hyperlocal.errors import ConfigurationError, ModelMissing
-from hyperlocal.modelstore import store as model_store
+from hyperlocal import modelstore
+from hyperlocal.errors import ConfigurationError, ModelMissing, first_line
 from hyperlocal.settings import ImageSettings, ModelsSettings
 
 Flavor = Literal["base", "turbo", "lcm"]
@@ -188,7 +188,7 @@ def locate_model(image: ImageSettings) -> ModelSource:
                 "HYPERLOCAL_IMAGE__ALLOW_DOWNLOAD=true to fetch the configs"
             )
         return ModelSource(kind="single_file", location=str(path.absolute()))
-    if model_store.is_path_like(image.model):
+    if modelstore.is_path_like(image.model):
         raise ConfigurationError(f"HYPERLOCAL_IMAGE__MODEL: no such file or folder: {path}")
     return _hub_source(image)
 
@@ -197,7 +197,7 @@ def _hub_source(image: ImageSettings) -> ModelSource:
     """A Hugging Face id: its cached snapshot, or (when allowed) a download later."""
     model = str(image.model)
     fp16 = image.dtype in ("auto", "float16")
-    cached = model_store.hub_snapshot(model, image.revision, "sdxl", prefer_fp16=fp16)
+    cached = modelstore.hub_snapshot(model, image.revision, "sdxl", prefer_fp16=fp16)
     if cached:
         _check_folder(cached, f"cached {model}:")
         return ModelSource(kind="folder", location=str(cached))
@@ -205,7 +205,7 @@ def _hub_source(image: ImageSettings) -> ModelSource:
         at = f" at revision {image.revision}" if image.revision else ""
         raise ModelMissing(
             f"HYPERLOCAL_IMAGE__MODEL={model}{at} is not a local folder or file and is not in "
-            f"the Hugging Face cache: fetch it with `{model_store.PULL_COMMAND}` (or set "
+            f"the Hugging Face cache: fetch it with `{modelstore.PULL_COMMAND}` (or set "
             "HYPERLOCAL_MODELS__ALLOW_PULL=true; HYPERLOCAL_IMAGE__ALLOW_DOWNLOAD=true lets "
             "diffusers fetch it itself)"
         )
@@ -222,18 +222,18 @@ def localized(image: ImageSettings, models: ModelsSettings) -> ImageSettings:
     ``image.allow_download``).
     """
     update: dict[str, Any] = {}
-    if image.model and model_store.classify(image.model) == "url":
+    if image.model and modelstore.classify(image.model) == "url":
         update["model"] = str(
-            model_store.require_local(
+            modelstore.require_local(
                 image.model,
                 purpose="sdxl",
                 setting="HYPERLOCAL_IMAGE__MODEL",
                 models_dir=models.dir,
             )
         )
-    if image.config and model_store.classify(image.config) != "path":
+    if image.config and modelstore.classify(image.config) != "path":
         update["config"] = str(
-            model_store.require_local(
+            modelstore.require_local(
                 image.config,
                 purpose="sdxl-config",
                 setting="HYPERLOCAL_IMAGE__CONFIG",
@@ -242,10 +242,10 @@ def localized(image: ImageSettings, models: ModelsSettings) -> ImageSettings:
         )
     loras = []
     for lora in image.loras:
-        if model_store.classify(lora.path) == "path":
+        if modelstore.classify(lora.path) == "path":
             loras.append(lora)
             continue
-        local = model_store.require_local(
+        local = modelstore.require_local(
             lora.path, purpose="lora", setting="HYPERLOCAL_IMAGE__LORAS", models_dir=models.dir
         )
         loras.append(lora.model_copy(update={"path": str(local)}))
@@ -370,14 +370,13 @@ def load_pipeline(source: ModelSource, dtype: str, allow_download: bool) -> Any:
             pipe = StableDiffusionXLPipeline.from_single_file(source.location, **options)
         else:
             # A pull keeps only the fp16 variant of weights that have one.
-            variant = model_store.sdxl_folder_variant(Path(source.location))
+            variant = modelstore.sdxl_folder_variant(Path(source.location))
             if variant:
                 options["variant"] = variant
             pipe = StableDiffusionXLPipeline.from_pretrained(source.location, **options)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigurationError(
-            f"cannot load the SDXL model {source.location}: {first[:300]}"
+            f"cannot load the SDXL model {source.location}: {first_line(exc, limit=300)}"
         ) from None
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -32,12 +32,11 @@ from rich.progress import (
 from rich.table import Table
 
 from backends.model_needs import ROLES, Role, model_entries, pull_missing
+from hyperlocal import modelstore
 from hyperlocal.errors import ConfigurationError, HyperlocalError
-from hyperlocal.modelstore import download as model_download
-from hyperlocal.modelstore import store as model_store
+from hyperlocal.modelstore import ModelEntry, human_bytes
 from hyperlocal.modelstore import verify as model_verify
-from hyperlocal.modelstore.download import TransferProgress
-from hyperlocal.modelstore.store import ModelEntry, human_bytes
+from hyperlocal.modelstore.progress import LineProgress, TransferProgress
 from hyperlocal.settings import Settings, load_settings
 
 # The exit codes of flows.flyer (not imported from there: that would load Prefect,
@@ -89,7 +88,7 @@ def transfer_progress(console: Console, errors: Console) -> TransferProgress:
     """
     if errors.is_terminal:
         return RichTransferProgress(errors)
-    return model_download.LineProgress(lambda line: console.print(escape(line)))
+    return LineProgress(lambda line: console.print(escape(line)))
 
 
 def _state(entry: ModelEntry) -> str:
@@ -102,7 +101,7 @@ def _state(entry: ModelEntry) -> str:
         partial = f" (partial: {human_bytes(entry.partial_bytes)}{of})"
     else:
         partial = ""
-    fix = f": {model_store.PULL_COMMAND}" if entry.pullable else ": no such file or folder"
+    fix = f": {modelstore.PULL_COMMAND}" if entry.pullable else ": no such file or folder"
     return f"[red]missing[/]{escape(partial + fix)}"
 
 

@@ -110,12 +110,12 @@ def _model_folder(role: str, settings: Settings) -> Path:
 
     Raises ``ModelMissing`` naming the pull command, or ``ConfigurationError``.
     """
-    from hyperlocal.modelstore import store as model_store
+    from hyperlocal import modelstore
 
     section = getattr(settings, role)
-    purpose: model_store.Purpose = "mlx-lm" if role == "text" else "mlx-vlm"
+    purpose: modelstore.Purpose = "mlx-lm" if role == "text" else "mlx-vlm"
     setting = f"HYPERLOCAL_{role.upper()}__MODEL"
-    return model_store.model_folder(section.model, section.revision, setting, purpose)
+    return modelstore.model_folder(section.model, section.revision, setting, purpose)
 
 
 def _check_port(host: str, port: int, setting: str) -> None:

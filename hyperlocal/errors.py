@@ -34,6 +34,8 @@ class HyperlocalError(Exception):
 
     #: A short label for the kind of fault, shown before the message on the CLI.
     label = "error"
+    #: The command line's exit code for it: 1 for a run that failed, 2 for something to fix.
+    exit_code = 1
 
 
 class PassingFault(HyperlocalError):
@@ -72,6 +74,7 @@ class ConfigurationError(HyperlocalError):
     """Something the user must change; retrying cannot help."""
 
     label = "configuration error"
+    exit_code = 2
 
 
 class SettingsError(ConfigurationError):
@@ -121,6 +124,22 @@ class TextOverflow(LayoutError):
         super().__init__(message)
         #: Which block overflowed: headline, body or business.
         self.block = block
+
+
+def first_line(
+    problem: BaseException | str, default: str | None = None, limit: int | None = None
+) -> str:
+    """Return the first line of an exception's message or of a text, cut to ``limit``.
+
+    For one-line reports. An empty message gives ``default``, else the exception
+    type's name (or an empty string for a text).
+    """
+    text = str(problem).strip()
+    if not text:
+        if default is not None:
+            return default
+        return "" if isinstance(problem, str) else type(problem).__name__
+    return text.splitlines()[0].strip()[:limit]
 
 
 def is_passing(exc: BaseException | None) -> bool:

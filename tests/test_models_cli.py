@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from backends.model_needs import model_entries
+from hyperlocal import modelstore
 from hyperlocal.errors import ConfigurationError, DownloadFailed, ModelMissing, SettingsError
-from hyperlocal.modelstore import download as model_download
-from hyperlocal.modelstore import store as model_store
+from hyperlocal.modelstore import select_hub_files, url_download, url_file_name
 from hyperlocal.modelstore import verify as model_verify
-from hyperlocal.modelstore.download import LineProgress, download_url
-from hyperlocal.modelstore.store import select_hub_files, url_file_name
+from hyperlocal.modelstore.progress import LineProgress
+from hyperlocal.modelstore.url_download import download_url
 from hyperlocal.modelstore.verify import git_blob_sha1
 from hyperlocal.settings import RetrySettings, Settings, load_settings
 from tests.fake_hub import FakeHub
@@ -96,7 +96,7 @@ def test_an_interrupted_download_resumes_from_the_bytes_it_already_has(tmp_path:
         assert part.stat().st_size == half == server.requests[0].sent
         assert not dest.exists()
         listed = run_models("list", env=url_env(server.url, models), cwd=tmp_path)
-        assert f"partial: {model_store.human_bytes(half)} of {model_store.human_bytes(SIZE)}" in (
+        assert f"partial: {modelstore.human_bytes(half)} of {modelstore.human_bytes(SIZE)}" in (
             listed.stdout
         )
 
@@ -249,9 +249,9 @@ def test_the_token_goes_to_the_first_host_only_and_never_to_the_output(tmp_path:
 
 
 def test_the_token_is_not_sent_over_plain_http_to_another_host() -> None:
-    assert model_download._auth_allowed("https://civitai.com/api/download/models/1")
-    assert model_download._auth_allowed("http://127.0.0.1:8000/x")
-    assert not model_download._auth_allowed("http://civitai.com/api/download/models/1")
+    assert url_download._auth_allowed("https://civitai.com/api/download/models/1")
+    assert url_download._auth_allowed("http://127.0.0.1:8000/x")
+    assert not url_download._auth_allowed("http://civitai.com/api/download/models/1")
 
 
 def test_the_tokens_stay_out_of_the_manifest_settings() -> None:
@@ -330,7 +330,7 @@ def test_list_and_verify_on_a_folder_of_tiny_models(tiny_lm: Path, tmp_path: Pat
     listed = run_models("list", env=env, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     rows = {line.split()[1]: line for line in listed.stdout.splitlines() if "│" in line}
-    size = model_store.human_bytes(model_store.disk_size(snapshot))
+    size = modelstore.human_bytes(modelstore.disk_size(snapshot))
     assert "present" in rows["text"]
     assert str(snapshot) in rows["text"]
     assert size in rows["text"]
@@ -409,7 +409,7 @@ def test_a_git_blob_that_changed_fails_verify(tiny_lm: Path, tmp_path: Path) -> 
     config = (snapshot / "config.json").resolve()
     assert config.name == git_blob_sha1(config)
     config.write_text(config.read_text().replace("qwen2", "qwen3"))
-    entry = model_store.ModelEntry(
+    entry = modelstore.ModelEntry(
         role="text",
         what="model",
         reference="tiny-org/tiny-lm",
@@ -526,13 +526,13 @@ def test_with_nothing_in_process_there_is_nothing_to_hold(tmp_path: Path) -> Non
 
 
 def test_references_are_classified_as_path_url_or_hub(tmp_path: Path) -> None:
-    assert model_store.classify("stabilityai/sdxl-turbo") == "hub"
-    assert model_store.classify("https://civitai.com/api/download/models/351306") == "url"
-    assert model_store.classify("./models/sdxl") == "path"
-    assert model_store.classify("~/sdxl.safetensors") == "path"
-    assert model_store.classify("sdxl.safetensors") == "path"
+    assert modelstore.classify("stabilityai/sdxl-turbo") == "hub"
+    assert modelstore.classify("https://civitai.com/api/download/models/351306") == "url"
+    assert modelstore.classify("./models/sdxl") == "path"
+    assert modelstore.classify("~/sdxl.safetensors") == "path"
+    assert modelstore.classify("sdxl.safetensors") == "path"
     (tmp_path / "org" / "name").mkdir(parents=True)
-    assert model_store.classify(str(tmp_path / "org" / "name")) == "path"
+    assert modelstore.classify(str(tmp_path / "org" / "name")) == "path"
 
 
 def test_a_civitai_link_gets_a_unique_safetensors_name() -> None:
@@ -551,7 +551,7 @@ def test_a_civitai_link_gets_a_unique_safetensors_name() -> None:
 
 
 def test_a_token_in_a_url_query_is_never_shown() -> None:
-    shown = model_store.display_reference("https://x.org/m/1?type=Model&token=s3cret")
+    shown = modelstore.display_reference("https://x.org/m/1?type=Model&token=s3cret")
     assert "s3cret" not in shown
     assert "type=Model" in shown
 
@@ -682,10 +682,10 @@ def test_a_folder_holding_only_fp16_weights_loads_as_the_fp16_variant(tmp_path: 
     (tmp_path / "vae").mkdir()
     (tmp_path / "unet" / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"x")
     (tmp_path / "vae" / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"x")
-    assert model_store.sdxl_folder_variant(tmp_path) == "fp16"
+    assert modelstore.sdxl_folder_variant(tmp_path) == "fp16"
     (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"x")
     (tmp_path / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"x")
-    assert model_store.sdxl_folder_variant(tmp_path) is None
+    assert modelstore.sdxl_folder_variant(tmp_path) is None
 
 
 def test_a_url_model_that_is_not_downloaded_stops_the_image_backend(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from hyperlocal.briefs.assets import resolve_asset
-from hyperlocal.errors import AssetError, BriefError
+from hyperlocal.errors import AssetError, BriefError, first_line
 from hyperlocal.models import Brief
 
 #: Briefs are a few hundred bytes; refusing huge files keeps a typo from eating memory.
@@ -60,8 +60,8 @@ def read_brief_data(path: Path) -> dict[str, Any]:
     except RecursionError:
         raise BriefError(f"{path}: nested too deeply to be a brief") from None
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise BriefError(f"{path}: not valid {suffix.lstrip('.').upper()}: {first_line}") from None
+        kind = suffix.lstrip(".").upper()
+        raise BriefError(f"{path}: not valid {kind}: {first_line(exc)}") from None
     if not isinstance(data, dict):
         raise BriefError(f"{path}: the brief must be a table of fields, not {type(data).__name__}")
     # A TOML file may put the brief under [brief] next to other tables.

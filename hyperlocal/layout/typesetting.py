@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import typst
 from PIL import Image, ImageDraw, ImageFilter
 
-from hyperlocal.errors import AssetError, LayoutError, TextOverflow
+from hyperlocal.errors import AssetError, LayoutError, TextOverflow, first_line
 from hyperlocal.layout import contrast, designs, fonts, formats, qr
 from hyperlocal.layout.contrast import (
     load_picture,
@@ -330,8 +330,8 @@ def _layout_error(exc: RuntimeError, fmt: FlyerFormat, scale: dict[str, float]) 
         return TextOverflow(_overflow_message(block, fmt, scale), block)
     hints = getattr(exc, "hints", None) or []
     hint = f" (hint: {hints[0]})" if hints else ""
-    first_line = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
-    return LayoutError(f"the {fmt.name} flyer template failed: {first_line}{hint}")
+    first = first_line(message, default=type(exc).__name__)
+    return LayoutError(f"the {fmt.name} flyer template failed: {first}{hint}")
 
 
 @functools.cache

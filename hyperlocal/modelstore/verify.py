@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from hyperlocal.modelstore.store import PULL_COMMAND, ModelEntry, digest_record
+from hyperlocal.modelstore.entries import ModelEntry
+from hyperlocal.modelstore.references import PULL_COMMAND, digest_record
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
