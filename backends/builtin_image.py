@@ -27,6 +27,7 @@ from PIL import Image
 
 from backends.base import Health, ImageRequest
 from backends.source_revision import module_revision
+from hyperlocal.colors import srgb_to_linear, unit_rgb
 from hyperlocal.errors import ConfigurationError
 from hyperlocal.layout.formats import Zone
 from hyperlocal.models import BackendIdentity, GeneratedImage, PromptSyntax
@@ -50,7 +51,6 @@ _WORK_LONG_SIDE = 640
 # A keyword multiplies its style's chance by this much (a nudge, not an order).
 _KEYWORD_WEIGHT = 6.0
 
-_HEX = re.compile(r"#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 
 FloatArray = NDArray[np.float32]
 Lch = tuple[float, float, float]
@@ -168,20 +168,12 @@ def paint_array(
 
 
 def _parse_hex(value: str) -> tuple[float, float, float]:
-    match = _HEX.fullmatch(value.strip()) if isinstance(value, str) else None
-    if match is None:
+    try:
+        return unit_rgb(value)
+    except ValueError:
         raise ConfigurationError(
             f"palette colour {value!r} is not a hex colour such as #1F3A5F; fix the brand colours"
-        )
-    digits = match.group(1)
-    if len(digits) == 3:
-        digits = "".join(ch * 2 for ch in digits)
-    red, green, blue = (int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4))
-    return red, green, blue
-
-
-def _srgb_to_linear(values: NDArray[np.floating]) -> NDArray[np.floating]:
-    return np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
+        ) from None
 
 
 def _linear_to_srgb(values: FloatArray) -> FloatArray:
@@ -219,7 +211,7 @@ def _oklab_to_linear(lab: NDArray[np.floating]) -> NDArray[np.float64]:
 
 
 def _to_lch(srgb: tuple[float, float, float]) -> Lch:
-    lab = _linear_to_oklab(_srgb_to_linear(np.array(srgb, dtype=np.float64)))
+    lab = _linear_to_oklab(srgb_to_linear(np.array(srgb, dtype=np.float64)))
     chroma, hue = math.hypot(lab[1], lab[2]), math.degrees(math.atan2(lab[2], lab[1]))
     return float(lab[0]), float(chroma), float(hue)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from backends.base import ArtRequest, CopyRequest, Health
 from backends.source_revision import module_revision
+from hyperlocal.colors import hex_rgb
 from hyperlocal.errors import InvalidModelOutput
 from hyperlocal.models import (
     BackendIdentity,
@@ -201,7 +202,7 @@ COLOUR_NAMES: tuple[tuple[str, tuple[int, int, int]], ...] = (
 
 def colour_name(hex_colour: str) -> str:
     """Return the nearest plain colour name for ``#RRGGBB``."""
-    rgb = tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    rgb = hex_rgb(hex_colour)
 
     def distance(item: tuple[str, tuple[int, int, int]]) -> int:
         return sum((a - b) ** 2 for a, b in zip(item[1], rgb, strict=True))

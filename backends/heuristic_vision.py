@@ -12,8 +12,6 @@ lettered pictures fail.
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,9 +20,9 @@ from PIL import Image
 
 from backends.base import CheckRequest, Health
 from backends.source_revision import module_revision
-from hyperlocal.errors import InvalidImage
 from hyperlocal.layout.formats import Zone
 from hyperlocal.models import BackendIdentity, QCCheck, QCReport
+from hyperlocal.pictures import decode_picture
 
 # Checks are measured at this long side: enough for lettering, small enough to be quick.
 _WORK_LONG_SIDE = 512
@@ -281,18 +279,8 @@ class HeuristicVision:
 
 def _decode_luminance(png: bytes) -> FloatArray:
     """Return the picture's luminance (levels 0-255); raises ``InvalidImage`` if it won't decode."""
-    try:
-        with warnings.catch_warnings():
-            # A decompression-bomb warning is about size, which the size check reports.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(png)) as image:
-                image.load()
-                grey = image.convert("L")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise InvalidImage(
-            f"the picture does not decode ({len(png)} bytes): {exc}; paint it again"
-        ) from exc
-    return np.asarray(grey, dtype=np.float32)
+    # A decompression-bomb warning is about size, which the size check reports.
+    return np.asarray(decode_picture(png, "L"), dtype=np.float32)
 
 
 def _reduce(luminance: FloatArray, long_side: int) -> FloatArray:

@@ -15,7 +15,6 @@ under its lock: MLX runs one generation on one model at a time.
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from hyperlocal.errors import (
 )
 from hyperlocal.models import BackendIdentity, QCReport
 from hyperlocal.modelstore import model_folder, model_name
+from hyperlocal.pictures import decode_picture
 from hyperlocal.prompts.llm_tokens import ChatMessage
 from hyperlocal.settings import VisionSettings
 
@@ -224,8 +224,7 @@ class MlxVisionBackend:
             max_pixels=self.profile.max_pixels,
             min_pixels=self.profile.min_pixels,
         )
-        with Image.open(io.BytesIO(prepared)) as opened:
-            picture = opened.convert("RGB")
+        picture = decode_picture(prepared, "RGB")
         messages = verdict_messages(request.subject, request.text_zone.describe())
 
         def ask(conversation: list[ChatMessage]) -> str:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import base64
 import io
 import math
-import warnings
 from dataclasses import dataclass
 
 from PIL import Image
 
 from hyperlocal.errors import InvalidImage
+from hyperlocal.pictures import decode_picture
 
 #: Pixels per side of one vision token (Qwen2-VL: 14-pixel patches merged 2x2).
 PATCH = 28
@@ -102,18 +102,8 @@ def prepare_image(png: bytes, *, max_pixels: int, min_pixels: int, patch: int = 
     Raises ``InvalidImage`` when the bytes do not decode, ``ValueError`` for a
     budget or shape ``smart_size`` refuses.
     """
-    try:
-        with warnings.catch_warnings():
-            # The picture was painted here; its size was checked by the image step.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(png)) as image:
-                image.load()
-                # Alpha and palettes mean nothing to the model; RGB is what it was trained on.
-                rgb = image.convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise InvalidImage(
-            f"the picture does not decode ({len(png)} bytes): {exc}; paint it again"
-        ) from exc
+    # Alpha and palettes mean nothing to the model; RGB is what it was trained on.
+    rgb = decode_picture(png, "RGB")
     size = smart_size(
         rgb.width, rgb.height, max_pixels=max_pixels, min_pixels=min_pixels, patch=patch
     )

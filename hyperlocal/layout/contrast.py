@@ -7,16 +7,16 @@ give WCAG 4.5:1 on the worst-case pixel, plus an accent with 3:1.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from hyperlocal.errors import InvalidImage
+from hyperlocal.colors import srgb_to_linear, unit_hex, unit_rgb
 from hyperlocal.layout.formats import Zone
 from hyperlocal.models import TextStyle
+from hyperlocal.pictures import decode_picture
 
 WHITE = "#FFFFFF"
 #: Near-black for text on light panels: softer than pure black, still over 18:1 on white.
@@ -37,24 +37,9 @@ COVERED_SHARE = 98.0
 MIN_PANEL_OPACITY = 0.75
 
 
-def _rgb(colour: str) -> tuple[float, float, float]:
-    digits = colour.strip().lstrip("#")
-    if len(digits) == 3:
-        digits = "".join(ch * 2 for ch in digits)
-    if len(digits) != 6:
-        raise ValueError(f"{colour!r} is not a hex colour such as #1F3A5F")
-    red, green, blue = (int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4))
-    return red, green, blue
-
-
-def _hex(rgb: np.ndarray | tuple[float, float, float]) -> str:
-    return "#" + "".join(f"{round(float(c) * 255):02X}" for c in np.clip(rgb, 0, 1))
-
-
 def _luminance(rgb: np.ndarray) -> np.ndarray:
     """WCAG relative luminance of sRGB values in 0..1 (last axis: red, green, blue)."""
-    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    return linear @ np.array([0.2126, 0.7152, 0.0722])
+    return srgb_to_linear(rgb) @ np.array([0.2126, 0.7152, 0.0722])
 
 
 def relative_luminance(colour: str) -> float:
@@ -62,7 +47,7 @@ def relative_luminance(colour: str) -> float:
 
     Raises ``ValueError`` for a string that is not ``#RGB`` or ``#RRGGBB``.
     """
-    return float(_luminance(np.array(_rgb(colour))))
+    return float(_luminance(np.array(unit_rgb(colour))))
 
 
 def contrast_ratio(first: str, second: str) -> float:
@@ -80,20 +65,16 @@ def _contrast(lum: np.ndarray, other: float) -> np.ndarray:
 
 def _mix_until(colour: str, toward: str, good: Callable[[str], bool]) -> str:
     """Move ``colour`` toward ``toward`` in small steps until it is ``good``."""
-    start, end = np.array(_rgb(colour)), np.array(_rgb(toward))
+    start, end = np.array(unit_rgb(colour)), np.array(unit_rgb(toward))
     for step in range(21):
-        candidate = _hex(start + (end - start) * step / 20)
+        candidate = unit_hex(start + (end - start) * step / 20)
         if good(candidate):
             return candidate
     return toward
 
 
 def load_picture(png: bytes) -> Image.Image:
-    try:
-        image = Image.open(io.BytesIO(png))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidImage(f"the background is not a readable picture ({exc})") from None
+    image = decode_picture(png, None, "the background")
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         # Transparent parts show the page, which the template fills white.
         page = Image.new("RGBA", image.size, (255, 255, 255, 255))
@@ -138,7 +119,7 @@ def _worst_contrasts(
 ) -> np.ndarray:
     # PDF viewers and Typst's PNG renderer blend in gamma-encoded sRGB, so do we.
     alpha = opacities[:, None, None]
-    composite = alpha * np.array(_rgb(panel)) + (1 - alpha) * pixels[None]
+    composite = alpha * np.array(unit_rgb(panel)) + (1 - alpha) * pixels[None]
     contrast = _contrast(_luminance(composite), relative_luminance(colour))
     return np.percentile(contrast, 100 - COVERED_SHARE, axis=1)
 
@@ -189,12 +170,12 @@ def _pick_accent(
             return colour.upper()
     # No brand colour stands out on this panel: tint a colourful brand accent toward the
     # text colour until it does, keeping its hue (a tinted grey is no accent at all).
-    base = np.array(_rgb(accent_first[0]))
-    end = np.array(_rgb(text))
+    base = np.array(unit_rgb(accent_first[0]))
+    end = np.array(unit_rgb(text))
     if base.max() - base.min() < 0.25:
         return text
     for step in range(1, 11):
-        candidate = _hex(base + (end - base) * step / 10)
+        candidate = unit_hex(base + (end - base) * step / 10)
         if _worst_contrast(pixels, panel, opacity, candidate) >= ACCENT_CONTRAST:
             return candidate
     return text
@@ -229,7 +210,7 @@ def measure_text_style(
     """
     if not palette:
         raise ValueError("the palette needs at least one colour")
-    palette = [_hex(_rgb(colour)) for colour in palette]
+    palette = [unit_hex(unit_rgb(colour)) for colour in palette]
     pixels = zone_pixels(background_png, zone, page_aspect)
     dark, light = _panel_colours(palette)
     options = [

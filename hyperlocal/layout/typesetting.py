@@ -40,6 +40,7 @@ from hyperlocal.layout.fonts import FontLibrary, font_library
 from hyperlocal.layout.formats import FlyerFormat, Zone
 from hyperlocal.layout.qr import qr_svg
 from hyperlocal.models import Brief, FlyerCopy, TextStyle
+from hyperlocal.pictures import png_size
 from hyperlocal.resources import flyer_template
 
 #: The packaged flyer template (``templates/flyer.typ`` in the source tree).
@@ -290,11 +291,6 @@ def _family_for(
         shown = ", ".join(f"{ch!r}" for ch in library.missing_glyphs(text, chosen)[:5])
         fallbacks.append(f"{role}: {chosen} cannot draw {shown}; set in {family}")
     return family
-
-
-def _png_size(png: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(png)) as image:
-        return image.size
 
 
 def _expected_pixels(fmt: FlyerFormat, ppi: float) -> tuple[int, int]:
@@ -557,7 +553,7 @@ def typeset_flyer(
         pdf = set_print_boxes(pdf, geometry)
     if geometry.offset > 0:
         png = _crop_to_trim(png, geometry, ppi, _expected_pixels(fmt, ppi))
-    width, height = _png_size(png)
+    width, height = png_size(png)
     expected = _expected_pixels(fmt, ppi)
     if (width, height) != expected:
         raise LayoutError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -11,19 +10,8 @@ from pydantic import (
     StringConstraints,
 )
 
+from hyperlocal.colors import normalise_hex
 from hyperlocal.text import control_characters
-
-_HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
-
-
-def _hex_colour(value: str) -> str:
-    match = _HEX.match(value.strip())
-    if not match:
-        raise ValueError(f"{value!r} is not a hex colour such as #1F3A5F")
-    digits = match.group(1)
-    if len(digits) == 3:
-        digits = "".join(ch * 2 for ch in digits)
-    return "#" + digits.upper()
 
 
 def single_line(value: str) -> str:
@@ -62,7 +50,7 @@ Line140_0 = Annotated[str, *_line(140, 0)]
 Line200_0 = Annotated[str, *_line(200, 0)]
 
 
-HexColour = Annotated[str, AfterValidator(_hex_colour)]
+HexColour = Annotated[str, AfterValidator(normalise_hex)]
 Tone = Literal["friendly", "bold", "elegant", "playful", "calm"]
 
 STRICT = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
