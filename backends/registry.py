@@ -104,9 +104,6 @@ _BUILDERS: dict[tuple[str, str], Builder] = {
 }
 #: The kind ``auto`` falls back to for each role: it needs no model at all.
 _OFFLINE_KIND: dict[str, str] = {"text": "builtin", "image": "builtin", "vision": "heuristic"}
-# Kinds named in settings whose integration lands in a later version; until then
-# ``auto`` skips them and an explicit choice fails with this hint.
-_LATER: dict[tuple[str, str], str] = {}
 
 _instances: dict[tuple[str, str, str], Any] = {}
 _lock = threading.Lock()
@@ -152,11 +149,6 @@ def resolve(role: Role, settings: Settings) -> Resolved:
         )
     if (role, kind) in _BUILDERS:
         return Resolved(role=role, kind=kind, reason="set in settings")
-    if (role, kind) in _LATER:
-        raise BackendNotAvailable(
-            f"{role} kind {kind!r} ({_LATER[(role, kind)]}) is not in this version of Hyperlocal; "
-            f"set HYPERLOCAL_{role.upper()}__KIND={_OFFLINE_KIND[role]} or auto"
-        )
     known = sorted(k for r, k in _BUILDERS if r == role)
     raise BackendNotAvailable(
         f"unknown {role} kind {kind!r}; HYPERLOCAL_{role.upper()}__KIND may be: "
@@ -229,6 +221,23 @@ def vision_backend(settings: Settings) -> VisionBackend:
 def backend_for(role: Role, settings: Settings) -> TextBackend | ImageBackend | VisionBackend:
     """Return the backend serving ``role``; raises ``ConfigurationError``."""
     return _backend(role, settings)  # type: ignore[no-any-return]
+
+
+def run_roles(settings: Settings) -> tuple[Role, ...]:
+    """Return the roles a run under ``settings`` uses: text and image, vision only with QC on."""
+    return ("text", "image", "vision") if settings.qc.enabled else ("text", "image")
+
+
+def build_run_backends(
+    settings: Settings,
+) -> dict[Role, TextBackend | ImageBackend | VisionBackend]:
+    """Build (or reuse) every backend a run under ``settings`` needs, by role.
+
+    Called before any work, so that a configuration error stops a run, a batch or
+    ``flows.deploy`` at once; models still load lazily, on first use. Raises
+    ``ConfigurationError`` naming what to fix.
+    """
+    return {role: backend_for(role, settings) for role in run_roles(settings)}
 
 
 def clear() -> None:

@@ -465,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="record in bench/RESULTS.md")
     args = parser.parse_args(argv)
 
-    from flows.flyer import quiet_prefect_console
+    from flows.cli import quiet_prefect_console
 
     # Forty task runs' log lines would bury the table; the server still gets every line.
     quiet_prefect_console(args.verbose)

@@ -27,7 +27,6 @@ from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.exceptions import ParameterTypeError
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 from rich.console import Console
@@ -35,17 +34,21 @@ from rich.markup import escape
 
 from backends import registry
 from backends.model_needs import ensure_models
-from flows.flyer import (
+from flows.cli import (
     EXIT_CONFIGURATION,
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    flyer_flow,
-    quiet_prefect_console,
+    EXIT_OK,
+    add_verbose_flag,
+    describe_failure,
+    error_console,
+    output_console,
+    run_command,
     whole_number,
 )
+from flows.flyer import flyer_flow
 from flows.runners import task_runner_for
 from hyperlocal.briefs.sets import BriefItem, BriefSet, load_brief_set
-from hyperlocal.errors import BriefError, ConfigurationError, HyperlocalError
+from hyperlocal.errors import BriefError
 from hyperlocal.files import write_atomic
 from hyperlocal.layout.formats import FORMATS, FormatName
 from hyperlocal.settings import PROFILES, ProfileName, Settings, load_settings
@@ -101,15 +104,6 @@ class BatchSummary(BaseModel):
         return [r for r in self.results if r.status == "invalid"]
 
 
-def _one_line(exc: BaseException) -> str:
-    """A failed brief's error as the one line a user sees (no traceback)."""
-    if isinstance(exc, HyperlocalError):
-        return f"{exc.label}: {exc}"
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 def _batch_folder(output_dir: Path, source: Path, created: datetime) -> Path:
     """A new folder for this batch's summary: timestamp and the set's name, never reused."""
     parent = output_dir / "batches"
@@ -128,9 +122,7 @@ def _check_backends(settings: Settings) -> None:
     With ``models.allow_pull`` the missing models are fetched first (once, not per brief).
     """
     ensure_models(settings, say=get_run_logger().info)
-    for role in ("text", "image", "vision"):
-        if role != "vision" or settings.qc.enabled:
-            registry.backend_for(role, settings)  # type: ignore[arg-type]
+    registry.build_run_backends(settings)
 
 
 @contextlib.contextmanager
@@ -188,7 +180,7 @@ def _run_one(
             source=item.source,
             business=item.brief.business,
             status="failed",
-            error=_one_line(exc),
+            error=describe_failure(exc),
             seconds=round(time.perf_counter() - started, 3),
         )
     manifest = outcome.manifest
@@ -356,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="briefs worked on at once (default: HYPERLOCAL_MAX_PARALLEL)",
     )
     parser.add_argument("--fresh", action="store_true", help="ignore the cache and recompute")
-    parser.add_argument("--verbose", action="store_true", help="show Prefect's log lines")
+    add_verbose_flag(parser)
     return parser
 
 
@@ -390,55 +382,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     print one line each on stderr; errors never print a traceback.
     """
     args = build_parser().parse_args(argv)
-    console = Console(highlight=False, soft_wrap=True)
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)
-    quiet_prefect_console(args.verbose)
-    try:
-        settings = load_settings(profile=args.profile)
-        # Validate here too: the lines come first, and --strict or a set with no
-        # valid brief stops before a Prefect server is even started.
-        brief_set = load_brief_set(args.path, settings.asset_dirs)
-        for problem in brief_set.problems:
-            errors.print(f"[red]invalid brief[/]: {escape(problem.message)}")
-        if brief_set.problems and args.strict:
-            errors.print(
-                f"[red]strict[/]: {len(brief_set.problems)} of {brief_set.total} briefs are "
-                "invalid; nothing was run"
-            )
-            return EXIT_CONFIGURATION
-        if not brief_set.items:
-            errors.print(f"[red]brief error[/]: {escape(str(args.path))}: no valid briefs to run")
-            return EXIT_CONFIGURATION
-        summary = batch(
-            source=str(args.path),
-            profile=args.profile,
-            variants=args.variants,
-            formats=args.formats,
-            strict=args.strict,
-            max_parallel=args.max_parallel,
-            fresh=args.fresh,
-        )
-        print_summary(console, summary)
-        return EXIT_FAILED if summary.failed else 0
-    except KeyboardInterrupt:
-        errors.print("interrupted: nothing half-written was left in the output folder")
-        return EXIT_INTERRUPTED
-    except HyperlocalError as exc:
-        errors.print(f"[red]{exc.label}[/]: {escape(str(exc))}")
-        return EXIT_CONFIGURATION if isinstance(exc, ConfigurationError) else EXIT_FAILED
-    except ParameterTypeError as exc:
-        problems = "; ".join(line.strip(" -") for line in str(exc).splitlines()[1:])
-        errors.print(f"[red]invalid run options[/]: {escape(problems or str(exc))}")
-        return EXIT_CONFIGURATION
-    except Exception as exc:
-        if args.verbose:
-            raise
-        # A bug, not a user's mistake: one line here, the traceback with --verbose.
+    return run_command(lambda: _main(args), verbose=args.verbose)
+
+
+def _main(args: argparse.Namespace) -> int:
+    errors = error_console()
+    settings = load_settings(profile=args.profile)
+    # Validate here too: the lines come first, and --strict or a set with no
+    # valid brief stops before a Prefect server is even started.
+    brief_set = load_brief_set(args.path, settings.asset_dirs)
+    for problem in brief_set.problems:
+        errors.print(f"[red]invalid brief[/]: {escape(problem.message)}")
+    if brief_set.problems and args.strict:
         errors.print(
-            f"[red]internal error[/]: {escape(_one_line(exc))} "
-            "(run again with --verbose for the traceback, and please report it)"
+            f"[red]strict[/]: {len(brief_set.problems)} of {brief_set.total} briefs are "
+            "invalid; nothing was run"
         )
-        return EXIT_FAILED
+        return EXIT_CONFIGURATION
+    if not brief_set.items:
+        errors.print(f"[red]brief error[/]: {escape(str(args.path))}: no valid briefs to run")
+        return EXIT_CONFIGURATION
+    summary = batch(
+        source=str(args.path),
+        profile=args.profile,
+        variants=args.variants,
+        formats=args.formats,
+        strict=args.strict,
+        max_parallel=args.max_parallel,
+        fresh=args.fresh,
+    )
+    print_summary(output_console(), summary)
+    return EXIT_FAILED if summary.failed else EXIT_OK
 
 
 if __name__ == "__main__":

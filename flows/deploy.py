@@ -25,20 +25,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
-
 from backends import registry
 from flows.batch import batch
-from flows.flyer import flyer_flow, quiet_prefect_console
+from flows.cli import EXIT_OK, add_verbose_flag, run_command
+from flows.flyer import flyer_flow
 from flows.runners import ensure_gpu_limit, holds_gpu, task_runner_for
-from hyperlocal.errors import ConfigurationError
 from hyperlocal.settings import Settings, load_settings
 
 ON_DEMAND = "make-flyer"
 SCHEDULED = "weekly-flyers"
 TAGS = ["hyperlocal"]
-EXIT_CONFIGURATION = 2
 
 
 def build_deployments(settings: Settings) -> list[Any]:
@@ -68,12 +64,11 @@ def build_deployments(settings: Settings) -> list[Any]:
 
 
 def prepare(settings: Settings) -> None:
-    """Check that every backend builds and create the GPU concurrency limit when needed.
+    """Check that every backend a run needs builds, and create the GPU limit when needed.
 
     Raises ``ConfigurationError`` (one line) for settings that cannot work.
     """
-    for role in ("text", "image", "vision"):
-        registry.backend_for(role, settings)  # type: ignore[arg-type]
+    registry.build_run_backends(settings)
     if holds_gpu(settings):
         from prefect.utilities.asyncutils import run_coro_as_sync
 
@@ -89,27 +84,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--limit", type=int, default=None, help="flow runs at once (default: no limit)"
     )
-    parser.add_argument("--verbose", action="store_true", help="show Prefect's log lines")
+    add_verbose_flag(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the deployments until Ctrl-C or SIGTERM; return the exit code."""
+    """Serve the deployments until Ctrl-C or SIGTERM; return the exit code (0 when stopped)."""
+    args = build_parser().parse_args(argv)
+    return run_command(
+        lambda: _main(args),
+        verbose=args.verbose,
+        interrupted=None,  # Ctrl-C or SIGTERM is how serving is meant to end
+        interrupted_exit=EXIT_OK,
+    )
+
+
+def _main(args: argparse.Namespace) -> int:
     from prefect import serve
 
-    args = build_parser().parse_args(argv)
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)
-    quiet_prefect_console(args.verbose)
-    try:
-        settings = load_settings()
-        prepare(settings)
-        deployments = build_deployments(settings)
-    except ConfigurationError as exc:
-        errors.print(f"[red]error[/]: {escape(str(exc))}")
-        return EXIT_CONFIGURATION
-    # The runner handles SIGTERM itself (stops polling, lets runs finish, exits 0).
+    settings = load_settings()
+    prepare(settings)
+    deployments = build_deployments(settings)
+    # The runner stops polling on Ctrl-C or SIGTERM, lets its runs finish and returns.
     serve(*deployments, limit=args.limit)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -9,42 +9,38 @@ python -m flows.flyer --check                  # each backend's health, then exi
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 from prefect import Flow, flow
-from prefect.exceptions import ParameterTypeError
-from prefect.logging.handlers import PrefectConsoleHandler
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
 from rich.console import Console
 from rich.markup import escape
 
 from backends import registry
+from flows.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_verbose_flag,
+    output_console,
+    run_command,
+    whole_number,
+)
 from flows.progress import RichProgress
 from flows.run import FlyerRun, RunOutcome, progress_listener
 from flows.runners import ensure_gpu_limit, holds_gpu, task_runner_for
 from hyperlocal.briefs.assets import resolve_asset
 from hyperlocal.briefs.loading import load_brief, validate_brief
-from hyperlocal.errors import AssetError, ConfigurationError, HyperlocalError
+from hyperlocal.errors import AssetError
 from hyperlocal.layout.formats import FORMATS, FormatName
 from hyperlocal.models import Brief
 from hyperlocal.resources import example_brief
 from hyperlocal.settings import PROFILES, ProfileName, Settings, load_settings
 from tasks.artifacts import artifact_key, expected_steps, publish_run_artifacts, tracked_progress
-
-# Exit codes: something to fix in settings or the brief, versus a run that failed.
-EXIT_CONFIGURATION = 2
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
 
 
 @flow(name="flyer", validate_parameters=True)
@@ -121,24 +117,6 @@ def _checked_assets(brief: Brief, base_dir: Path | None, allowed: Sequence[Path]
     return brief.model_copy(update={"brand": brief.brand.model_copy(update={"logo": resolved})})
 
 
-def whole_number(low: int, high: int) -> Callable[[str], int]:
-    """Return an argparse type for a whole number from ``low`` to ``high``.
-
-    The returned function raises ``argparse.ArgumentTypeError`` with one line.
-    """
-
-    def parse(text: str) -> int:
-        try:
-            count = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= count <= high:
-            raise argparse.ArgumentTypeError(f"{count} is not between {low} and {high}")
-        return count
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Return the command line's argument parser."""
     parser = argparse.ArgumentParser(
@@ -175,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fresh", action="store_true", help="ignore the cache and recompute")
     parser.add_argument("--check", action="store_true", help="show each backend's health and exit")
-    parser.add_argument("--verbose", action="store_true", help="show Prefect's log lines")
+    add_verbose_flag(parser)
     fields = parser.add_argument_group("brief fields (override the brief file)")
     for name in ("business", "event", "details", "date", "time", "place", "price", "audience"):
         fields.add_argument(f"--{name}", help=Brief.model_fields[name].description)
@@ -204,31 +182,17 @@ _BRIEF_FLAGS = (
 )
 
 
-def quiet_prefect_console(verbose: bool) -> None:
-    """Keep Prefect's console lines (and tracebacks) off the screen unless ``verbose``.
-
-    Only the console handlers are raised: the run's logs still reach the Prefect
-    server and its UI in full.
-    """
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    if verbose:
-        return
-    # Prefect attaches its console handler to the root logger (and uvicorn's, for
-    # the temporary server) when it configures logging on import.
-    for name in ("", "uvicorn", "fastapi"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, PrefectConsoleHandler):
-                handler.setLevel(logging.CRITICAL + 1)
-
-
 def check_backends(console: Console) -> int:
-    """Print each configured backend's health; return the exit code (0 when all are healthy)."""
+    """Print the health of each backend a run would use; return the exit code (0: all healthy).
+
+    Raises ``ConfigurationError`` when a backend cannot be built.
+    """
     settings = load_settings()
     healthy = True
-    for role in ("text", "image", "vision"):
-        resolved = registry.resolve(role, settings)  # type: ignore[arg-type]
+    for role, backend in registry.build_run_backends(settings).items():
+        resolved = registry.resolve(role, settings)
         started = time.perf_counter()
-        health = registry.backend_for(role, settings).health()  # type: ignore[arg-type]
+        health = backend.health()
         elapsed = time.perf_counter() - started
         latency = health.latency_s if health.latency_s is not None else elapsed
         healthy &= health.ok
@@ -239,7 +203,9 @@ def check_backends(console: Console) -> int:
         )
         if health.models:
             console.print(f"{'':17}models: {escape(', '.join(health.models))}")
-    return 0 if healthy else EXIT_FAILED
+    if "vision" not in registry.run_roles(settings):
+        console.print(f"{'vision':<7}{'off':<10}pictures are not checked (HYPERLOCAL_QC__ENABLED)")
+    return EXIT_OK if healthy else EXIT_FAILED
 
 
 def report(console: Console, outcome: RunOutcome, seconds: float) -> None:
@@ -316,89 +282,45 @@ def report(console: Console, outcome: RunOutcome, seconds: float) -> None:
         console.print(f"  {escape(str(path.resolve()))}")
 
 
-@contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C while inside: cleanup runs and nothing half-written stays.
-
-    Python's default for SIGTERM ends the process at once, skipping every ``finally``.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return its exit code. Errors print one line, never a traceback."""
-    with sigterm_interrupts():
-        return _main(argv)
-
-
-def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console(highlight=False, soft_wrap=True)
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)
-    quiet_prefect_console(args.verbose)
-    try:
-        if args.check:
-            return check_backends(console)
-        settings = load_settings()
-        overrides: dict[str, Any] = {name: getattr(args, name) for name in _BRIEF_FLAGS}
-        if args.brief is None and args.business:
-            # A brief from flags alone: nothing of the example leaks into it.
-            brief_dir = Path.cwd()
-            flags = {name: value for name, value in overrides.items() if value is not None}
-            brief = validate_brief(flags, "command line", brief_dir, settings.asset_dirs)
-        else:
-            brief_file = args.brief or example_brief()
-            brief_dir = brief_file.parent
-            brief = load_brief(brief_file, overrides, settings.asset_dirs)
-        started = time.perf_counter()
-        with RichProgress(console) as progress:
-            token = progress_listener.set(progress.on_event)
-            try:
-                outcome = flyer_flow(settings)(
-                    brief=brief,
-                    profile=args.profile,
-                    variants=args.variants,
-                    formats=args.formats,
-                    print_ready=args.print_ready,
-                    crop_marks=args.crop_marks,
-                    fresh=args.fresh,
-                    assets_from=str(brief_dir.resolve()),
-                )
-            finally:
-                progress_listener.reset(token)
-        report(console, outcome, time.perf_counter() - started)
-        return 0
-    except KeyboardInterrupt:
-        errors.print("interrupted: nothing half-written was left in the output folder")
-        return EXIT_INTERRUPTED
-    except HyperlocalError as exc:
-        errors.print(f"[red]{exc.label}[/]: {escape(str(exc))}")
-        return EXIT_CONFIGURATION if isinstance(exc, ConfigurationError) else EXIT_FAILED
-    except ParameterTypeError as exc:
-        problems = "; ".join(line.strip(" -") for line in str(exc).splitlines()[1:])
-        errors.print(f"[red]invalid run options[/]: {escape(problems or str(exc))}")
-        return EXIT_CONFIGURATION
-    except Exception as exc:
-        if args.verbose:
-            raise
-        # A bug, not a user's mistake: one line here, the traceback with --verbose.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        errors.print(
-            f"[red]internal error[/]: {type(exc).__name__}: {escape(first)} "
-            "(run again with --verbose for the traceback, and please report it)"
-        )
-        return EXIT_FAILED
+    return run_command(lambda: _main(args), verbose=args.verbose)
+
+
+def _main(args: argparse.Namespace) -> int:
+    console = output_console()
+    if args.check:
+        return check_backends(console)
+    settings = load_settings()
+    overrides: dict[str, Any] = {name: getattr(args, name) for name in _BRIEF_FLAGS}
+    if args.brief is None and args.business:
+        # A brief from flags alone: nothing of the example leaks into it.
+        brief_dir = Path.cwd()
+        flags = {name: value for name, value in overrides.items() if value is not None}
+        brief = validate_brief(flags, "command line", brief_dir, settings.asset_dirs)
+    else:
+        brief_file = args.brief or example_brief()
+        brief_dir = brief_file.parent
+        brief = load_brief(brief_file, overrides, settings.asset_dirs)
+    started = time.perf_counter()
+    with RichProgress(console) as progress:
+        token = progress_listener.set(progress.on_event)
+        try:
+            outcome = flyer_flow(settings)(
+                brief=brief,
+                profile=args.profile,
+                variants=args.variants,
+                formats=args.formats,
+                print_ready=args.print_ready,
+                crop_marks=args.crop_marks,
+                fresh=args.fresh,
+                assets_from=str(brief_dir.resolve()),
+            )
+        finally:
+            progress_listener.reset(token)
+    report(console, outcome, time.perf_counter() - started)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

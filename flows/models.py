@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -32,18 +31,12 @@ from rich.progress import (
 from rich.table import Table
 
 from backends.model_needs import ROLES, Role, model_entries, pull_missing
+from flows.cli import EXIT_FAILED, EXIT_OK, add_verbose_flag, error_console, run_command
 from hyperlocal import modelstore
-from hyperlocal.errors import ConfigurationError, HyperlocalError
 from hyperlocal.modelstore import ModelEntry, human_bytes
 from hyperlocal.modelstore import verify as model_verify
 from hyperlocal.modelstore.progress import LineProgress, TransferProgress
 from hyperlocal.settings import Settings, load_settings
-
-# The exit codes of flows.flyer (not imported from there: that would load Prefect,
-# a second of start-up that listing models does not need).
-EXIT_FAILED = 1
-EXIT_CONFIGURATION = 2
-EXIT_INTERRUPTED = 130
 
 
 class RichTransferProgress:
@@ -198,40 +191,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--role", choices=ROLES, action="append", help="only this role (repeat for several)"
     )
+    add_verbose_flag(parser, prefect=False)
     return parser
-
-
-@contextmanager
-def _no_traceback(errors: Console) -> Iterator[list[int]]:
-    code: list[int] = []
-    try:
-        yield code
-    except KeyboardInterrupt:
-        errors.print("interrupted: a partial download is kept and the next pull resumes it")
-        code.append(EXIT_INTERRUPTED)
-    except HyperlocalError as exc:
-        errors.print(f"[red]{exc.label}[/]: {escape(str(exc))}")
-        code.append(EXIT_CONFIGURATION if isinstance(exc, ConfigurationError) else EXIT_FAILED)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return its exit code. Errors print one line, never a traceback."""
     args = build_parser().parse_args(argv)
+    return run_command(
+        lambda: _main(args),
+        verbose=args.verbose,
+        prefect=False,  # listing models need not pay a second for importing Prefect
+        interrupted="interrupted: a partial download is kept and the next pull resumes it",
+    )
+
+
+def _main(args: argparse.Namespace) -> int:
     console = Console(highlight=False, soft_wrap=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=2000)  # whole paths in pipes and logs
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    errors = error_console()
     roles: tuple[Role, ...] = tuple(args.role) if args.role else ROLES
-    with _no_traceback(errors) as code:
-        settings = load_settings()
-        entries = model_entries(settings, roles)
-        if args.command == "list":
-            print_list(console, entries)
-            return 0
-        if args.command == "pull":
-            return do_pull(settings, entries, console, errors)
-        return do_verify(entries, console, errors)
-    return code[0] if code else EXIT_FAILED
+    settings = load_settings()
+    entries = model_entries(settings, roles)
+    if args.command == "list":
+        print_list(console, entries)
+        return EXIT_OK
+    if args.command == "pull":
+        return do_pull(settings, entries, console, errors)
+    return do_verify(entries, console, errors)
 
 
 if __name__ == "__main__":

@@ -176,9 +176,8 @@ class FlyerRun:
         # Build every backend now: a configuration error stops the run before any work.
         # (Models load lazily, on first use.)
         self.backends: dict[str, BackendIdentity] = {
-            role: registry.backend_for(role, settings).identity  # type: ignore[arg-type]
-            for role in ("text", "image", "vision")
-            if role != "vision" or settings.qc.enabled
+            role: backend.identity
+            for role, backend in registry.build_run_backends(settings).items()
         }
         self.seed = base_seed(settings, brief)
         self.template = (settings.layout.template or DEFAULT_TEMPLATE).resolve()

@@ -30,8 +30,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from flows.flyer import sigterm_interrupts
-from hyperlocal.errors import ConfigurationError, HyperlocalError
+from flows.cli import EXIT_OK, add_verbose_flag, output_console, run_command
+from hyperlocal.errors import ConfigurationError
 from hyperlocal.modelstore.server_process import (
     RunningServer,
     ServerSpec,
@@ -39,9 +39,6 @@ from hyperlocal.modelstore.server_process import (
     start_all,
 )
 from hyperlocal.settings import Settings, load_settings
-
-EXIT_FAILED = 1
-EXIT_CONFIGURATION = 2
 
 #: Role -> (settings name of the server kind, program shown, module or executable).
 _PROGRAMS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -231,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="start only this role's server (repeatable; default: both)",
     )
+    add_verbose_flag(parser, prefect=False)
     return parser
 
 
@@ -241,24 +239,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     2: bad settings (one line, nothing started).
     """
     args = build_parser().parse_args(argv)
-    console = Console(highlight=False, soft_wrap=True)
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)
     # A shell starts background jobs (`... &`) with SIGINT ignored, and Python keeps
     # it so: `kill -INT` must still stop the servers.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    with sigterm_interrupts():
-        try:
-            settings = load_settings()
-            specs = planned_servers(settings, args.role or ("text", "vision"))
-            return serve(specs, settings, console)
-        except KeyboardInterrupt:
-            return 0
-        except ServerStartError as exc:
-            errors.print(f"[red]{exc.label}[/]: {escape(str(exc))}")
-            return EXIT_FAILED
-        except HyperlocalError as exc:
-            errors.print(f"[red]{exc.label}[/]: {escape(str(exc))}")
-            return EXIT_CONFIGURATION if isinstance(exc, ConfigurationError) else EXIT_FAILED
+    return run_command(
+        lambda: _main(args),
+        verbose=args.verbose,
+        prefect=False,
+        interrupted=None,  # Ctrl-C is how the servers are meant to stop
+        interrupted_exit=EXIT_OK,
+    )
+
+
+def _main(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    specs = planned_servers(settings, args.role or ("text", "vision"))
+    return serve(specs, settings, output_console())
 
 
 if __name__ == "__main__":

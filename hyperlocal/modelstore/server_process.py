@@ -38,6 +38,8 @@ class ServerStartError(ConfigurationError):
     """A server exited while starting or did not answer its health endpoint in time."""
 
     label = "server error"
+    #: A server that would not start is a failed run (its log says why), not a setting.
+    exit_code = 1
 
 
 class ServerSpec(BaseModel):
