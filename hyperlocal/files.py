@@ -1,11 +1,13 @@
-"""Writing files so that a crash never leaves a half-written one."""
+"""Files: written so that a crash never leaves a half-written one, and their digests."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def _default_mode() -> int:
@@ -41,3 +43,24 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
             os.unlink(tmp_name)
         raise
     return path
+
+
+def file_hasher(path: Path, algorithm: str = "sha256", prefix: bytes = b"") -> Any:
+    """Return a hashlib object fed with ``prefix`` and then the content of ``path``.
+
+    Read with ``hashlib.file_digest`` (large files in chunks, without the GIL); the
+    caller may go on feeding it (a resumed download). Raises ``OSError``.
+    """
+
+    def start() -> Any:
+        hasher = hashlib.new(algorithm, usedforsecurity=False)
+        hasher.update(prefix)
+        return hasher
+
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, start)
+
+
+def sha256_file(path: Path) -> str:
+    """Return the sha256 hex digest of a file's content; raises ``OSError``."""
+    return str(file_hasher(path).hexdigest())

@@ -25,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 from pydantic import SecretStr
 
 from hyperlocal.errors import DownloadFailed, first_line
-from hyperlocal.files import write_atomic
+from hyperlocal.files import file_hasher, write_atomic
 from hyperlocal.modelstore.progress import NoProgress, TransferProgress, human_bytes
 from hyperlocal.modelstore.references import (
     PULL_COMMAND,
@@ -35,7 +35,6 @@ from hyperlocal.modelstore.references import (
     part_path,
     read_part_meta,
 )
-from hyperlocal.modelstore.verify import hash_file
 from hyperlocal.settings import RetrySettings
 
 try:  # flock keeps two pulls of one file apart; Windows has no fcntl (no lock there).
@@ -239,9 +238,7 @@ def _fetch_once(
         if status == 416 and offset:
             _start, total = _content_range(response.headers.get("content-range"))
             if total is not None and total == offset:
-                hasher = hashlib.sha256()
-                hash_file(part, hasher)
-                return hasher.hexdigest()
+                return str(file_hasher(part).hexdigest())
             _discard_part(dest)
             raise _Passing("the server refused to resume the partial file; starting over")
         _check_status(status, shown, token)
@@ -250,13 +247,12 @@ def _fetch_once(
                 f"{shown} answered with a web page, not a file (a login page? set "
                 "HYPERLOCAL_MODELS__DOWNLOAD_TOKEN, or check the URL)"
             )
-        hasher = hashlib.sha256()
         if status == 206:
             start, total = _content_range(response.headers.get("content-range"))
             if start != offset:
                 _discard_part(dest)
                 raise _Passing(f"the server resumed at byte {start}, not {offset}; starting over")
-            hash_file(part, hasher)
+            hasher = file_hasher(part)
             mode = "ab"
         else:  # 200: the whole file (the server ignored Range, or the file changed)
             if offset:
@@ -265,6 +261,7 @@ def _fetch_once(
             length = response.headers.get("content-length")
             total = int(length) if length and length.isdigit() else None
             mode = "wb"
+            hasher = hashlib.sha256()
         validator = response.headers.get("etag") or response.headers.get("last-modified")
         if validator and validator.startswith("W/"):
             validator = response.headers.get("last-modified")  # If-Range needs a strong one

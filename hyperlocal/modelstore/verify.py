@@ -7,19 +7,18 @@ others), local folders against a ``SHA256SUMS`` file.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
+from hyperlocal.files import file_hasher, sha256_file
 from hyperlocal.modelstore.entries import ModelEntry
 from hyperlocal.modelstore.references import PULL_COMMAND, digest_record
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
-_CHUNK = 1 << 20
 
 
 class FileCheck(BaseModel):
@@ -35,26 +34,10 @@ class FileCheck(BaseModel):
         return self.status in ("mismatch", "missing")
 
 
-def hash_file(path: Path, hasher: Any) -> None:
-    """Feed the content of ``path`` to ``hasher`` (a hashlib object), in chunks."""
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK * 8):
-            hasher.update(chunk)
-
-
-def sha256_file(path: Path) -> str:
-    """Return the sha256 of a file's content."""
-    hasher = hashlib.sha256()
-    hash_file(path, hasher)
-    return hasher.hexdigest()
-
-
 def git_blob_sha1(path: Path) -> str:
     """Return the git blob id of a file (sha1 of ``blob <size>\\0`` and the content)."""
-    hasher = hashlib.sha1(usedforsecurity=False)
-    hasher.update(f"blob {path.stat().st_size}\0".encode())
-    hash_file(path, hasher)
-    return hasher.hexdigest()
+    prefix = f"blob {path.stat().st_size}\0".encode()
+    return str(file_hasher(path, "sha1", prefix).hexdigest())
 
 
 def read_sums(file: Path) -> dict[str, str]:
