@@ -31,7 +31,7 @@ from flows.cli import (
     whole_number,
 )
 from flows.progress import RichProgress
-from flows.run import FlyerRun, RunOutcome, progress_listener
+from flows.run import FlyerRun, progress_listener
 from flows.runners import ensure_gpu_limit, holds_gpu, task_runner_for
 from hyperlocal.briefs.assets import resolve_asset
 from hyperlocal.briefs.loading import load_brief, validate_brief
@@ -41,6 +41,7 @@ from hyperlocal.models import Brief
 from hyperlocal.resources import example_brief
 from hyperlocal.settings import PROFILES, ProfileName, Settings, load_settings
 from tasks.artifacts import artifact_key, expected_steps, publish_run_artifacts, tracked_progress
+from tasks.publishing import PublishedRun
 
 
 @flow(name="flyer", validate_parameters=True)
@@ -59,7 +60,7 @@ def flyer(
     assets_from: Annotated[
         str | None, Field(description="Folder the brief's relative asset paths are read from.")
     ] = None,
-) -> RunOutcome:
+) -> PublishedRun:
     """Make flyers for one brief: copy, art direction, pictures, QC, layout, run folder.
 
     Raises ``ConfigurationError`` (bad settings, brief assets, fonts, backends)
@@ -76,7 +77,7 @@ def flyer(
     return make_flyers(brief, settings, fresh=fresh)
 
 
-def make_flyers(brief: Brief, settings: Settings, fresh: bool = False) -> RunOutcome:
+def make_flyers(brief: Brief, settings: Settings, fresh: bool = False) -> PublishedRun:
     """Run one brief inside the current flow run, with its progress and result artifacts.
 
     The flow's body calls this module-level function: on Dask, Prefect ships the
@@ -97,7 +98,7 @@ def make_flyers(brief: Brief, settings: Settings, fresh: bool = False) -> RunOut
     return outcome
 
 
-def flyer_flow(settings: Settings) -> Flow[..., RunOutcome]:
+def flyer_flow(settings: Settings) -> Flow[..., PublishedRun]:
     """Return the ``flyer`` flow with the task runner the settings ask for.
 
     Raises ``ConfigurationError`` when that runner is not installed.
@@ -208,7 +209,7 @@ def check_backends(console: Console) -> int:
     return EXIT_OK if healthy else EXIT_FAILED
 
 
-def report(console: Console, outcome: RunOutcome, seconds: float) -> None:
+def report(console: Console, outcome: PublishedRun, seconds: float) -> None:
     """Print what the run made, what came from the cache, and where the files are."""
     manifest = outcome.manifest
     calls = sum(manifest.model_calls.values())

@@ -15,8 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from prefect import Task
@@ -58,7 +58,7 @@ from tasks.images import generate_image
 from tasks.layout import RenderRequest, file_digest, render_flyer
 from tasks.log import step_logger
 from tasks.prompts import direct_art, fit_prompt
-from tasks.publishing import PublishedRun, publish
+from tasks.publishing import PublishedRun, flyer_file_name, publish
 from tasks.qc import check_image
 from tasks.retries import retry_options
 
@@ -95,14 +95,15 @@ def _notify(event: ProgressEvent) -> None:
         listener(event)
 
 
-class RunOutcome(BaseModel):
-    """What a finished run produced."""
+@dataclass(frozen=True)
+class ChosenPicture:
+    """The picture a format uses: which attempt gave it, every attempt, and the QC verdict."""
 
-    folder: Path
-    files: list[Path]
-    manifest: RunManifest
-    previews: dict[str, str] = {}
-    """JPEG ``data:`` URIs of the flyers for the run's artifacts, by PNG file name."""
+    image: GeneratedImage
+    attempt: int
+    attempts: list[AttemptRecord]
+    #: None when QC was off or the picture shipped unchecked.
+    passed: bool | None
 
 
 def base_seed(settings: Settings, brief: Brief) -> int:
@@ -271,10 +272,10 @@ class FlyerRun:
         calm_zone: Zone,
         request_base: dict[str, Any],
         subject: str,
-    ) -> tuple[GeneratedImage, list[AttemptRecord], bool | None]:
+    ) -> ChosenPicture:
         settings = self.settings
         attempts: list[AttemptRecord] = []
-        tried: list[tuple[GeneratedImage, QCReport | None]] = []
+        tried: list[tuple[int, GeneratedImage, QCReport | None]] = []
         unusable: InvalidImage | None = None
         # A picture that failed QC, or that was not a usable picture at all, is painted
         # again with the next seed; without QC only unusable pictures are repainted.
@@ -342,7 +343,7 @@ class FlyerRun:
                             qc_error=str(exc),
                         )
                     )
-                    return image, attempts, None
+                    return ChosenPicture(image, attempt, attempts, None)
             attempts.append(
                 AttemptRecord(
                     attempt=attempt,
@@ -352,25 +353,26 @@ class FlyerRun:
                     qc=report,
                 )
             )
-            tried.append((image, report))
+            tried.append((attempt, image, report))
             if report is None:
-                return image, attempts, None
+                return ChosenPicture(image, attempt, attempts, None)
             if report.passed:
-                return image, attempts, True
+                return ChosenPicture(image, attempt, attempts, True)
         if not tried:
             raise InvalidImage(
                 f"variant {variant} {fmt.name}: none of {max_attempts} pictures was usable "
                 f"(last: {unusable}); check the image backend's output"
             )
         if settings.qc.on_exhausted == "fail":
-            reasons = "; ".join(tried[-1][1].reasons) if tried[-1][1] else "unknown"
+            last_report = tried[-1][2]
+            reasons = "; ".join(last_report.reasons) if last_report else "unknown"
             raise PictureRejected(
                 f"variant {variant} {fmt.name}: all {len(tried)} pictures failed QC "
                 f"(last: {reasons}); raise HYPERLOCAL_QC__MAX_ATTEMPTS or set "
                 "HYPERLOCAL_QC__ON_EXHAUSTED=best"
             )
-        best_image, _ = max(tried, key=lambda pair: pair[1].score if pair[1] else 0.0)
-        return best_image, attempts, False
+        best, best_image, _ = max(tried, key=lambda tried: tried[2].score if tried[2] else 0.0)
+        return ChosenPicture(best_image, best, attempts, False)
 
     def _variant(self, variant: int, total: int) -> tuple[VariantRecord, list[RenderedFlyer]]:
         settings = self.settings
@@ -404,7 +406,7 @@ class FlyerRun:
                 format_name=fmt.name,
             )
             width, height = picture_size(settings, placed.picture_aspect(fmt))
-            image, attempts, passed = self._picture(
+            picture = self._picture(
                 variant,
                 fmt,
                 placed.calm_zone,
@@ -426,7 +428,7 @@ class FlyerRun:
                     format=fmt.name,
                     copy=copy,
                     brief=self.brief,
-                    background=image,
+                    background=picture.image,
                     heading_font=self.heading_font,
                     body_font=self.body_font,
                     font_dirs=settings.layout.font_dirs,
@@ -443,20 +445,14 @@ class FlyerRun:
                 format_name=fmt.name,
             )
             flyers.append(flyer)
-            files = [f"variant_{variant:02d}_{fmt.name}.{kind}" for kind in fmt.outputs]
             records.append(
                 FormatRecord(
-                    format=fmt.name,
-                    design=placed.design,
+                    **flyer.layout_fields(),
                     prompt=fitted,
-                    attempts=attempts,
-                    chosen_attempt=next(a.attempt for a in attempts if a.seed == image.seed),
-                    qc_passed=passed,
-                    files=files,
-                    style=flyer.style,
-                    font_sizes=flyer.font_sizes,
-                    cut=flyer.cut,
-                    font_fallbacks=flyer.font_fallbacks,
+                    attempts=picture.attempts,
+                    chosen_attempt=picture.attempt,
+                    qc_passed=picture.passed,
+                    files=[flyer_file_name(variant, fmt.name, kind) for kind in fmt.outputs],
                 )
             )
         record = VariantRecord(
@@ -468,7 +464,7 @@ class FlyerRun:
         )
         return record, flyers
 
-    def execute(self) -> RunOutcome:
+    def execute(self) -> PublishedRun:
         """Run every variant, publish the run folder and return where it is.
 
         Raises the first fault of any step after its retries.
@@ -525,9 +521,4 @@ class FlyerRun:
         _notify(ProgressEvent(variant=None, format=None, step="publish", state="started"))
         published: PublishedRun = publish(self.settings.output_dir / "flyer_runs", flyers, manifest)
         _notify(ProgressEvent(variant=None, format=None, step="publish", state="finished"))
-        return RunOutcome(
-            folder=published.folder,
-            files=published.files,
-            manifest=published.manifest,
-            previews=published.previews,
-        )
+        return published

@@ -42,6 +42,7 @@ from hyperlocal.layout.thumbnails import PREVIEW_HEIGHT, jpeg_data_uri
 from hyperlocal.models import Brief, FormatRecord, RunManifest, VariantRecord
 from hyperlocal.text import slugify
 from tasks.log import step_logger
+from tasks.publishing import PublishedRun
 
 #: At most one progress update per this many seconds, besides the first step of each stage.
 PROGRESS_INTERVAL_S = 0.5
@@ -68,19 +69,6 @@ class StepEvent(Protocol):
 
     @property
     def state(self) -> str: ...
-
-
-class RunResult(Protocol):
-    """A published run: ``flows.run.RunOutcome`` or ``tasks.publishing.PublishedRun``."""
-
-    @property
-    def folder(self) -> Path: ...
-
-    @property
-    def manifest(self) -> RunManifest: ...
-
-    @property
-    def previews(self) -> dict[str, str]: ...
 
 
 Listener = Callable[[Any], None]
@@ -229,7 +217,7 @@ def run_table(manifest: RunManifest, folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def publish_run_artifacts(outcome: RunResult) -> dict[str, UUID]:
+def publish_run_artifacts(outcome: PublishedRun) -> dict[str, UUID]:
     """Create the run's markdown and table artifacts; return their ids by kind.
 
     Call inside the flow run, after publishing. Never raises: outside a flow run

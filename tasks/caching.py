@@ -35,6 +35,7 @@ from prefect.utilities.hashing import hash_objects
 
 from backends import registry
 from backends.registry import Role
+from hyperlocal.errors import first_line
 from hyperlocal.settings import Settings
 from tasks.log import step_logger
 
@@ -94,8 +95,8 @@ def discard_if_damaged(result_file: Path) -> bool:
         # Decodes the whole record, result included, as Prefect's lookup does.
         ResultRecord.deserialize(content)
     except Exception as exc:
-        detail = str(exc).strip().splitlines()
-        reason = f"{type(exc).__name__}: {detail[0][:100]}" if detail else type(exc).__name__
+        detail = first_line(exc, default="", limit=100)
+        reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
         step_logger().warning(
             "cached result %s is damaged (%d bytes; %s): computing the step again",
             result_file.name,
@@ -161,10 +162,16 @@ class CacheLockManager(LockManager):
             time.sleep(_POLL_S)
         with _held_guard:
             _held[path] = (holder, fd)
-        # Prefect looks the key up right after this, under the lock. A file it
-        # cannot decode counts as missing there and is recomputed, silently:
-        # this is the one place that sees the key, holding its lock, first.
-        discard_if_damaged(_result_folder() / key)
+        try:
+            # Prefect looks the key up right after this, under the lock. A file it
+            # cannot decode counts as missing there and is recomputed, silently:
+            # this is the one place that sees the key, holding its lock, first.
+            discard_if_damaged(_result_folder() / key)
+        except BaseException:
+            # Prefect never releases a lock whose acquiring raised: do it here, or
+            # the key stays locked (and the descriptor open) until the process ends.
+            self.release_lock(key, holder)
+            raise
         return True
 
     async def aacquire_lock(

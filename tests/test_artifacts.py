@@ -19,7 +19,7 @@ from prefect.client.schemas.objects import Artifact
 
 import tasks.artifacts as artifacts
 from flows.flyer import flyer
-from flows.run import ProgressEvent, RunOutcome
+from flows.run import ProgressEvent
 from hyperlocal.layout.thumbnails import PREVIEW_HEIGHT
 from hyperlocal.models import Brief
 from tasks.artifacts import (
@@ -29,6 +29,7 @@ from tasks.artifacts import (
     publish_run_artifacts,
     run_markdown,
 )
+from tasks.publishing import PublishedRun
 
 HOSTILE = Brief(
     business="<b>x</b> Bakery",
@@ -102,7 +103,7 @@ def test_a_run_publishes_escaped_copy_thumbnails_a_table_and_full_progress(
     prefect_env: str, isolated_env: Path
 ) -> None:
     state: Any = flyer(brief=HOSTILE, variants=2, formats=["square"], return_state=True)
-    outcome: RunOutcome = state.result()
+    outcome: PublishedRun = state.result()
     found = _artifacts(state.state_details.flow_run_id)
     assert set(found) >= {"markdown", "table", "progress"}
 

@@ -10,6 +10,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect.results import ResultRecord
@@ -249,3 +250,42 @@ def test_a_lock_held_by_another_process_waits_and_dies_with_it(
     assert not locks.is_locked("key")
     with pytest.raises(ValueError, match="No lock held"):
         locks.release_lock("key", "me")
+
+
+def test_a_damaged_result_that_cannot_be_deleted_releases_the_lock_it_took(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(caching, "_lock_folder", lambda: tmp_path)
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setattr(caching, "_result_folder", lambda: results)
+    (results / "key").write_bytes(b"{damaged")
+    lock_file = tmp_path / "key.lock"
+    opened: list[int] = []
+    real_open = os.open
+
+    def recording_open(path: Any, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(path, *args, **kwargs)
+        if Path(path) == lock_file:
+            opened.append(fd)
+        return fd
+
+    def refuse_unlink(self: Path, missing_ok: bool = False) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    locks = CacheLockManager()
+    with monkeypatch.context() as patched:
+        patched.setattr(caching.os, "open", recording_open)
+        patched.setattr(Path, "unlink", refuse_unlink)
+        with pytest.raises(PermissionError):
+            locks.acquire_lock("key", "me", acquire_timeout=1)
+    assert opened
+    # The lock is free for this process and others, and its descriptor was closed.
+    assert not locks.is_lock_holder("key", "me")
+    assert not locks.is_locked("key")
+    for fd in opened:
+        try:
+            still = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        except FileNotFoundError:
+            continue
+        assert still != lock_file

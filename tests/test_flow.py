@@ -260,6 +260,26 @@ def test_when_every_picture_fails_qc_the_best_is_shipped_flagged(
     assert all(a.qc is not None and a.qc.reasons == ["contains lettering"] for a in record.attempts)
 
 
+class _SeedIgnoringPainter(BuiltinPainter):
+    """A painter that reports one seed whatever it was asked (as some servers do)."""
+
+    def generate(self, request: ImageRequest) -> GeneratedImage:
+        return super().generate(request).model_copy(update={"seed": 7})
+
+
+def test_the_chosen_picture_is_the_attempt_that_made_it_even_when_seeds_repeat(
+    prefect_env: str, brief: Brief, restore_builders: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.register("image", "builtin", lambda settings: _SeedIgnoringPainter())
+    registry.register("vision", "heuristic", lambda settings: _Rejecting())
+    monkeypatch.setenv("HYPERLOCAL_QC__MAX_ATTEMPTS", "3")
+    outcome = flyer(brief=brief, variants=1, formats=["square"], assets_from=str(BRIEF_FILE.parent))
+    record = outcome.manifest.variants[0].formats[0]
+    assert {a.seed for a in record.attempts} == {7}
+    # The third scored best; a lookup by seed would have named the first.
+    assert record.chosen_attempt == 3
+
+
 def test_when_every_picture_fails_qc_the_run_can_fail_instead(
     prefect_env: str, brief: Brief, restore_builders: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

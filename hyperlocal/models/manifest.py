@@ -16,9 +16,9 @@ from hyperlocal.models.steps import (
     BackendIdentity,
     FittedPrompt,
     FlyerCopy,
+    FlyerLayout,
     ImagePrompt,
     QCReport,
-    TextStyle,
 )
 
 
@@ -56,23 +56,14 @@ class AttemptRecord(BaseModel):
     )
 
 
-class FormatRecord(BaseModel):
-    """What one variant produced in one format."""
+class FormatRecord(FlyerLayout):
+    """What one variant produced in one format: its layout, prompt, pictures and files."""
 
-    format: str
-    design: str = Field(default="frosted", description="The layout design of this variant.")
     prompt: FittedPrompt
     attempts: list[AttemptRecord]
-    chosen_attempt: int
+    chosen_attempt: int = Field(description="Which attempt's picture the flyer uses.")
     qc_passed: bool | None = Field(description="None when QC was off.")
     files: list[str]
-    style: TextStyle
-    font_sizes: dict[str, float] = Field(default_factory=dict)
-    cut: list[str] = Field(default_factory=list, description="Copy left out to fit the panel.")
-    font_fallbacks: list[str] = Field(
-        default_factory=list,
-        description="Texts set in another family than the chosen one (it cannot draw them).",
-    )
 
 
 class VariantRecord(BaseModel):

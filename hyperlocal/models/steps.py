@@ -7,7 +7,7 @@ frozen so they hash the same way in every process (they are part of cache keys).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -242,18 +242,12 @@ class TextStyle(BaseModel):
     contrast: float = Field(description="Worst-case contrast ratio of body text (WCAG).")
 
 
-class RenderedFlyer(BaseModel):
-    """One flyer in one format, as bytes ready to be written."""
+class FlyerLayout(BaseModel):
+    """How one flyer was laid out: what the flyer (``RenderedFlyer``) and its record in the
+    manifest (``FormatRecord``) both carry."""
 
-    model_config = BINARY
-
-    variant: int
     format: str
-    design: str = "frosted"
-    pdf: bytes | None = Field(default=None, repr=False)
-    png: bytes = Field(repr=False)
-    png_width: int
-    png_height: int
+    design: str = Field(default="frosted", description="The layout design of this variant.")
     style: TextStyle
     font_sizes: dict[str, float] = Field(default_factory=dict)
     cut: list[str] = Field(default_factory=list, description="Copy left out to fit the panel.")
@@ -261,3 +255,19 @@ class RenderedFlyer(BaseModel):
         default_factory=list,
         description="Texts set in another family than the chosen one (it cannot draw them).",
     )
+
+    def layout_fields(self) -> dict[str, Any]:
+        """Return the layout's fields by name, to build another model that carries them."""
+        return {name: getattr(self, name) for name in FlyerLayout.model_fields}
+
+
+class RenderedFlyer(FlyerLayout):
+    """One flyer in one format, as bytes ready to be written."""
+
+    model_config = BINARY
+
+    variant: int
+    pdf: bytes | None = Field(default=None, repr=False)
+    png: bytes = Field(repr=False)
+    png_width: int
+    png_height: int
