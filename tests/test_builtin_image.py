@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import colorsys
-import hashlib
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +13,10 @@ from numpy.typing import NDArray
 from PIL import Image
 
 import backends.builtin_image as builtin_image
+import backends.builtin_painter as builtin_painter
 from backends.base import ImageBackend, ImageRequest
-from backends.builtin_image import STYLES, BuiltinPainter, Style, choose_style
+from backends.builtin_image import STYLES, BuiltinPainter, Style, choose_style, painter_sources
+from backends.source_revision import sources_revision
 from hyperlocal.errors import ConfigurationError
 from hyperlocal.layout.designs import place_design
 from hyperlocal.layout.formats import FORMATS, Zone
@@ -91,8 +93,41 @@ def test_painter_is_an_image_backend_that_names_itself_and_is_always_healthy() -
 
 
 def test_a_change_to_the_painter_source_changes_its_revision_so_caches_refresh() -> None:
-    source = Path(builtin_image.__file__).read_bytes()
-    assert BuiltinPainter().identity.revision == hashlib.sha256(source).hexdigest()[:12]
+    sources = [path.read_bytes() for path in painter_sources()]
+    assert BuiltinPainter().identity.revision == sources_revision(sources)
+
+
+def test_the_revision_covers_every_module_that_decides_the_pixels() -> None:
+    files = painter_sources()
+    assert len(set(files)) == len(files)
+    package = Path(builtin_painter.__file__).parent
+    assert Path(builtin_image.__file__) in files
+    assert set(package.glob("*.py")) <= set(files)
+    assert {"bokeh.py", "waves.py", "geometric.py", "colour.py"} <= {path.name for path in files}
+    # Every painter module that actually ran while painting is among them.
+    BuiltinPainter().generate(make_request(seed=2))
+    loaded = {
+        Path(module.__file__ or "")
+        for name, module in list(sys.modules.items())
+        if name == "backends.builtin_image" or name.startswith("backends.builtin_painter")
+    }
+    assert loaded <= set(files)
+
+
+@pytest.mark.parametrize(
+    "edited", range(len(painter_sources())), ids=[p.name for p in painter_sources()]
+)
+def test_an_edit_to_any_one_painter_module_changes_the_revision(edited: int) -> None:
+    sources = [path.read_bytes() for path in painter_sources()]
+    changed = [
+        source + b"\n# one more line\n" if index == edited else source
+        for index, source in enumerate(sources)
+    ]
+    assert sources_revision(changed) != sources_revision(sources)
+
+
+def test_moving_code_from_one_painter_module_to_the_next_changes_the_revision() -> None:
+    assert sources_revision([b"ab", b"c"]) != sources_revision([b"a", b"bc"])
 
 
 @pytest.mark.parametrize(("width", "height"), [(896, 1152), (832, 1216), (300, 200), (64, 64)])
