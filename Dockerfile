@@ -11,7 +11,8 @@ COPY tasks tasks
 COPY flows flows
 COPY templates templates
 COPY examples examples
-# Editable: the template and examples are read from this folder.
-RUN pip install --no-cache-dir -e ".${EXTRAS:+[$EXTRAS]}"
+# A plain install: the template and the example brief are package data. The sources
+# stay in this folder because prefect.yaml's entrypoints name their files.
+RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
 ENV HYPERLOCAL_OUTPUT_DIR=/opt/hyperlocal/output \
     HYPERLOCAL_CACHE_DIR=/opt/hyperlocal/.cache/hyperlocal
