@@ -38,6 +38,7 @@ from flows.cli import (
     EXIT_CONFIGURATION,
     EXIT_FAILED,
     EXIT_OK,
+    add_run_options,
     add_verbose_flag,
     describe_failure,
     error_console,
@@ -50,8 +51,8 @@ from flows.runners import task_runner_for
 from hyperlocal.briefs.sets import BriefItem, BriefSet, load_brief_set
 from hyperlocal.errors import BriefError
 from hyperlocal.files import write_atomic
-from hyperlocal.layout.formats import FORMATS, FormatName
-from hyperlocal.settings import PROFILES, ProfileName, Settings, load_settings
+from hyperlocal.layout.formats import FormatName
+from hyperlocal.settings import ProfileName, Settings, load_settings
 from hyperlocal.text import slugify
 
 #: Key of the summary table artifact; every batch adds a version under it.
@@ -333,21 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--strict", action="store_true", help="run nothing when any brief is invalid"
     )
-    parser.add_argument("--profile", choices=sorted(PROFILES), help="bundle of tested settings")
-    parser.add_argument("--variants", type=whole_number(1, 8), help="variants per brief (1-8)")
-    parser.add_argument(
-        "--format",
-        dest="formats",
-        action="append",
-        choices=sorted(FORMATS),
-        help="a format to make (repeat for several); default: the profile's",
-    )
+    add_run_options(parser, variants_help="variants per brief (1-8)")
     parser.add_argument(
         "--max-parallel",
         type=whole_number(1, 64),
         help="briefs worked on at once (default: HYPERLOCAL_MAX_PARALLEL)",
     )
-    parser.add_argument("--fresh", action="store_true", help="ignore the cache and recompute")
     add_verbose_flag(parser)
     return parser
 

@@ -32,6 +32,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from hyperlocal.errors import HyperlocalError, first_line
+from hyperlocal.layout.formats import FORMATS
+from hyperlocal.settings import PROFILES
 
 #: Exit codes, the same for every command.
 EXIT_OK = 0
@@ -65,6 +67,20 @@ def whole_number(low: int, high: int) -> Callable[[str], int]:
         return count
 
     return parse
+
+
+def add_run_options(parser: argparse.ArgumentParser, variants_help: str) -> None:
+    """Add the options every flyer-making command takes: profile, variants, formats, fresh."""
+    parser.add_argument("--profile", choices=sorted(PROFILES), help="bundle of tested settings")
+    parser.add_argument("--variants", type=whole_number(1, 8), help=variants_help)
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        choices=sorted(FORMATS),
+        help="a format to make (repeat for several); default: the profile's",
+    )
+    parser.add_argument("--fresh", action="store_true", help="ignore the cache and recompute")
 
 
 def output_console() -> Console:

@@ -25,10 +25,10 @@ from backends import registry
 from flows.cli import (
     EXIT_FAILED,
     EXIT_OK,
+    add_run_options,
     add_verbose_flag,
     output_console,
     run_command,
-    whole_number,
 )
 from flows.progress import RichProgress
 from flows.run import FlyerRun, progress_listener
@@ -36,10 +36,10 @@ from flows.runners import ensure_gpu_limit, holds_gpu, task_runner_for
 from hyperlocal.briefs.assets import resolve_asset
 from hyperlocal.briefs.loading import load_brief, validate_brief
 from hyperlocal.errors import AssetError
-from hyperlocal.layout.formats import FORMATS, FormatName
+from hyperlocal.layout.formats import FormatName
 from hyperlocal.models import Brief
 from hyperlocal.resources import example_brief
-from hyperlocal.settings import PROFILES, ProfileName, Settings, load_settings
+from hyperlocal.settings import ProfileName, Settings, load_settings
 from tasks.artifacts import artifact_key, expected_steps, publish_run_artifacts, tracked_progress
 from tasks.publishing import PublishedRun
 
@@ -130,15 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="brief file (TOML, YAML or JSON); default: the example bakery brief, "
         "or only the brief fields below when --business is given",
     )
-    parser.add_argument("--profile", choices=sorted(PROFILES), help="bundle of tested settings")
-    parser.add_argument("--variants", type=whole_number(1, 8), help="how many variants (1-8)")
-    parser.add_argument(
-        "--format",
-        dest="formats",
-        action="append",
-        choices=sorted(FORMATS),
-        help="a format to make (repeat for several); default: the profile's",
-    )
+    add_run_options(parser, variants_help="how many variants (1-8)")
     parser.add_argument(
         "--print",
         dest="print_ready",
@@ -152,7 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="add crop marks outside the bleed (implies --print)",
     )
-    parser.add_argument("--fresh", action="store_true", help="ignore the cache and recompute")
     parser.add_argument("--check", action="store_true", help="show each backend's health and exit")
     add_verbose_flag(parser)
     fields = parser.add_argument_group("brief fields (override the brief file)")

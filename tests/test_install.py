@@ -92,7 +92,9 @@ def test_a_non_editable_install_makes_a_flyer_from_another_folder(
     # The dependencies come from this environment; hyperlocal only from the wheel.
     (site / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     _run(
-        [*PIP, "install", "--no-deps", "--no-index", "--prefix", str(venv), str(wheel)],
+        # --python: pip installs into that environment (--prefix would also uninstall
+        # this environment's editable hyperlocal first).
+        [*PIP, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
         cwd=tmp_path,
     )
     elsewhere = tmp_path / "somewhere-else"
