@@ -23,11 +23,9 @@ from typing import Any
 import httpx
 
 from backends.base import Health, ImageRequest
-from backends.http_deadline import send_or_fault
+from backends.http_deadline import refused, send_or_fault, status_fault
 from backends.structured_output import one_line
 from hyperlocal.errors import (
-    BackendBusy,
-    BackendTimeout,
     ConfigurationError,
     HyperlocalError,
     InvalidImage,
@@ -341,12 +339,9 @@ class A1111ImageBackend:
         if self._secret:
             # A server or proxy may echo the request's credentials in its error.
             message = message.replace(self._secret, "***")
-        if status in (401, 403):
-            return ConfigurationError(f"{_AUTH_HINT} ({where} answered HTTP {status})")
-        if status == 408:
-            return BackendTimeout(f"{where} timed out the request (HTTP 408): {message}")
-        if status == 429 or status >= 500:
-            return BackendBusy(f"{where} is busy (HTTP {status}): {message}")
+        common = status_fault(status, where, message, _AUTH_HINT)
+        if common is not None:
+            return common
         if status == 404:
             # FastAPI's own 404 says "Not Found": the route is missing. A1111 also answers 404
             # with its own detail, e.g. "Sampler not found".
@@ -356,7 +351,7 @@ class A1111ImageBackend:
             return ConfigurationError(f"{where} answered HTTP 404: {message}{hint}")
         if status == 422:
             return ConfigurationError(f"{where} rejected the request (HTTP 422): {message}")
-        return ConfigurationError(f"{where} refused the request (HTTP {status}): {message}")
+        return refused(status, where, message)
 
 
 def _is_json(response: httpx.Response) -> bool:

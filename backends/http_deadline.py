@@ -5,7 +5,9 @@ and then one byte now and then never times out, and one that streams without
 end fills memory. Model servers under load, proxies and broken servers do both.
 ``request_within`` reads the body in chunks and gives up when the whole answer
 takes longer than the deadline or grows past a size limit; ``send_or_fault``
-also turns transport failures into the passing faults the steps retry.
+also turns transport failures into the passing faults the steps retry, and
+``status_fault`` the statuses every HTTP API shares (credentials, timeouts, a
+busy server) into faults; the OpenAI and A1111 clients add what is their own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from typing import Any
 
 import httpx
 
-from hyperlocal.errors import BackendTimeout, BackendUnavailable
+from hyperlocal.errors import (
+    BackendBusy,
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigurationError,
+    HyperlocalError,
+)
 
 #: The largest answer read from a model server: generous for a base64 SDXL picture batch.
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
@@ -95,3 +103,24 @@ def send_or_fault(
         raise BackendUnavailable(
             f"request to {where} failed ({type(exc).__name__}): is the server running?"
         ) from None
+
+
+def status_fault(status: int, where: str, message: str, auth_hint: str) -> HyperlocalError | None:
+    """Return the fault a non-200 status means on any HTTP API, or None for the client to decide.
+
+    401/403: the credentials (``auth_hint`` says which setting); 408: a timeout; 429
+    and 5xx: a busy server (passing faults, retried by the task). Other statuses
+    (404, 400, 422) depend on the API and are left to the client.
+    """
+    if status in (401, 403):
+        return ConfigurationError(f"{auth_hint} ({where} answered HTTP {status}: {message})")
+    if status == 408:
+        return BackendTimeout(f"{where} timed out the request (HTTP 408): {message}")
+    if status == 429 or status >= 500:
+        return BackendBusy(f"{where} is busy (HTTP {status}): {message}")
+    return None
+
+
+def refused(status: int, where: str, message: str) -> ConfigurationError:
+    """Return the fault of a request the server refused for a reason of its own (HTTP 4xx)."""
+    return ConfigurationError(f"{where} refused the request (HTTP {status}): {message}")

@@ -25,11 +25,10 @@ from pydantic import BaseModel, SecretStr
 
 from backends.base import ArtRequest, CopyRequest, Health
 from backends.chat_prompts import PromptBudget, request_art, request_copy
-from backends.http_deadline import send_or_fault
+from backends.http_deadline import refused, send_or_fault, status_fault
 from backends.structured_output import extract_json, one_line
 from hyperlocal.errors import (
     BackendBusy,
-    BackendTimeout,
     ConfigurationError,
     HyperlocalError,
     InvalidModelOutput,
@@ -441,12 +440,9 @@ class OpenAITextBackend:
         status = response.status_code
         where = f"{self._public_url}{path}"
         message = self._server_message(response)
-        if status in (401, 403):
-            return ConfigurationError(f"{_KEY_HINT} ({where} answered HTTP {status}: {message})")
-        if status == 408:
-            return BackendTimeout(f"{where} timed out the request (HTTP 408): {message}")
-        if status == 429 or status >= 500:
-            return BackendBusy(f"{where} is busy (HTTP {status}): {message}")
+        common = status_fault(status, where, message, _KEY_HINT)
+        if common is not None:
+            return common
         if path.endswith("/chat/completions") and (
             status == 404 or (status in (400, 422) and "model" in message.lower())
         ):
@@ -458,7 +454,7 @@ class OpenAITextBackend:
                 f"{where} was not found (HTTP 404: {message}): check HYPERLOCAL_TEXT__BASE_URL "
                 "(it usually ends in /v1)"
             )
-        return ConfigurationError(f"{where} refused the request (HTTP {status}): {message}")
+        return refused(status, where, message)
 
     def _unknown_model_error(self, message: str) -> ConfigurationError | None:
         model = self._model or ""
