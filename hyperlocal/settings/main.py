@@ -1,4 +1,4 @@
-"""Settings: one declared type, read from the environment, `.env` and `hyperlocal.toml`.
+"""Settings: the root type (``Settings``) and ``load_settings``, which reads every source.
 
 Names use the prefix ``HYPERLOCAL_`` and ``__`` between levels, e.g.
 ``HYPERLOCAL_IMAGE__STEPS=8`` or ``HYPERLOCAL_QC__MAX_ATTEMPTS=2``. A named
