@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,14 +11,12 @@ from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
 from hyperlocal.errors import TextOverflow
+from hyperlocal.layout.backdrop import measure_style
 from hyperlocal.layout.designs import DesignName, PlacedDesign, place_design
 from hyperlocal.layout.formats import FlyerFormat, get_format
-from hyperlocal.layout.typesetting import (
-    PageGeometry,
-    TypesetFlyer,
-    measure_style,
-    typeset_flyer,
-)
+from hyperlocal.layout.geometry import PageGeometry
+from hyperlocal.layout.job import TypesetRequest
+from hyperlocal.layout.typesetting import TypesetFlyer, typeset_flyer
 from hyperlocal.models import Brief, FlyerCopy, GeneratedImage, RenderedFlyer, TextStyle
 from tasks.caching import PURE_STEP_POLICY
 from tasks.log import step_logger
@@ -47,6 +46,27 @@ class RenderRequest(BaseModel):
     bleed: bool = Field(default=False, description="Print bleed (print formats only).")
     crop_marks: bool = False
 
+    def typeset_request(
+        self, fmt: FlyerFormat, placed: PlacedDesign, style: TextStyle
+    ) -> TypesetRequest:
+        """Return what typesetting this flyer takes, with its format, design and style."""
+        return TypesetRequest(
+            fmt=fmt,
+            copy=self.copy_,
+            brief=self.brief,
+            background_png=self.background.png,
+            style=style,
+            heading_font=self.heading_font,
+            body_font=self.body_font,
+            font_dirs=self.font_dirs,
+            logo_path=self.brief.brand.logo,
+            print_ppi=self.print_ppi,
+            template=self.template,
+            design=placed,
+            bleed=self.bleed,
+            crop_marks=self.crop_marks,
+        )
+
 
 def file_digest(path: Path) -> str:
     """Return the sha256 of a file's bytes, for cache keys of files read by a step."""
@@ -74,24 +94,10 @@ def _typeset_to_fit(
     request: RenderRequest, fmt: FlyerFormat, placed: PlacedDesign, style: TextStyle
 ) -> tuple[TypesetFlyer, list[str]]:
     overflow: TextOverflow | None = None
+    whole = request.typeset_request(fmt, placed, style)
     for copy, cut in shorter_copies(request.copy_):
         try:
-            typeset = typeset_flyer(
-                fmt=fmt,
-                copy=copy,
-                brief=request.brief,
-                background_png=request.background.png,
-                style=style,
-                heading_font=request.heading_font,
-                body_font=request.body_font,
-                font_dirs=request.font_dirs,
-                logo_path=request.brief.brand.logo,
-                print_ppi=request.print_ppi,
-                template=request.template,
-                design=placed,
-                bleed=request.bleed,
-                crop_marks=request.crop_marks,
-            )
+            typeset = typeset_flyer(dataclasses.replace(whole, copy=copy))
         except TextOverflow as exc:
             if exc.block != "body":
                 raise  # a headline or business name that cannot fit is not cut

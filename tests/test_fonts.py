@@ -6,9 +6,11 @@ Hebrew letters), so the tests need no font from the system or the network.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +24,10 @@ from flows.flyer import flyer
 from hyperlocal.briefs.loading import load_brief
 from hyperlocal.errors import LayoutError
 from hyperlocal.layout import typesetting as ts
-from hyperlocal.layout.fonts import FontLibrary, font_library
+from hyperlocal.layout.direction import first_strong_direction, isolated
+from hyperlocal.layout.fonts import CACHED_FOLDER_SETS, FontLibrary, font_library
 from hyperlocal.layout.formats import FORMATS
+from hyperlocal.layout.job import TypesetRequest, write_job
 from tests.test_typesetting import (
     gradient_png,
     make_brief,
@@ -140,6 +144,38 @@ def test_a_font_added_to_a_folder_is_found_by_the_next_lookup(tmp_path: Path) ->
     assert font_library([folder]).extra_families == ["Test Hebrew Sans"]
 
 
+def test_a_changed_font_folder_releases_the_old_library_and_its_font_book(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "changing"
+    folder.mkdir()
+    os.utime(folder, ns=(0, 0))
+    before = font_library([folder])
+    book = before.typst_fonts()
+    assert before.typst_fonts() is book  # one font book per library, built once
+    old = weakref.ref(before)
+    del before, book
+    build_font("Test Hebrew Sans", HEBREW_LETTERS).save(folder / "TestHebrew.ttf")
+    after = font_library([folder])
+    gc.collect()
+    # A deploy that serves for days while layout.font_dirs changes keeps only the newest.
+    assert old() is None
+    assert after.extra_families == ["Test Hebrew Sans"]
+
+
+def test_libraries_for_many_folder_lists_stay_bounded_keeping_the_latest(tmp_path: Path) -> None:
+    libraries = []
+    for number in range(3 * CACHED_FOLDER_SETS):
+        folder = tmp_path / f"fonts-{number}"
+        folder.mkdir()
+        libraries.append(weakref.ref(font_library([folder])))
+    gc.collect()
+    alive = [ref() for ref in libraries if ref() is not None]
+    assert len(alive) <= CACHED_FOLDER_SETS
+    assert libraries[-1]() is not None
+    assert font_library([tmp_path / f"fonts-{3 * CACHED_FOLDER_SETS - 1}"]) is libraries[-1]()
+
+
 def test_changing_a_font_file_changes_the_digest(hebrew_fonts: Path) -> None:
     font = hebrew_fonts / "nested" / "TestHebrew.ttf"
     before = FontLibrary([hebrew_fonts]).extra_digest()
@@ -171,16 +207,16 @@ def test_a_run_with_font_dirs_makes_a_hebrew_flyer_and_re_renders_when_a_font_ch
 
 
 def test_each_text_reads_its_own_way_on_a_flyer_that_reads_the_other_way() -> None:
-    assert ts.first_strong_direction("חלה טרייה") == "rtl"
-    assert ts.first_strong_direction("خبز طازج") == "rtl"
-    assert ts.first_strong_direction("14 Mill Lane") == "ltr"  # digits have no direction
-    assert ts.first_strong_direction("12:00 – £5") is None
+    assert first_strong_direction("חלה טרייה") == "rtl"
+    assert first_strong_direction("خبز طازج") == "rtl"
+    assert first_strong_direction("14 Mill Lane") == "ltr"  # digits have no direction
+    assert first_strong_direction("12:00 – £5") is None
     # English on a right-to-left flyer becomes a bidi isolate, so "14 Mill Lane." keeps
     # its order; text running the flyer's way, or with no direction, is left alone.
-    assert ts._isolated("14 Mill Lane.", "rtl") == "\u206814 Mill Lane.\u2069"
-    assert ts._isolated("14 Mill Lane.", "ltr") == "14 Mill Lane."
-    assert ts._isolated("חלה", "rtl") == "חלה"
-    assert ts._isolated("£5", "rtl") == "£5"
+    assert isolated("14 Mill Lane.", "rtl") == "\u206814 Mill Lane.\u2069"
+    assert isolated("14 Mill Lane.", "ltr") == "14 Mill Lane."
+    assert isolated("חלה", "rtl") == "חלה"
+    assert isolated("£5", "rtl") == "£5"
 
 
 def _qr_side(png: bytes) -> str:
@@ -223,17 +259,19 @@ def test_the_brief_language_sets_the_direction_and_typst_language(
         "right"
     )
     background = gradient_png()
-    ts.write_job(
+    write_job(
         tmp_path,
-        fmt=fmt,
-        copy=make_copy(),
-        brief=arabic,
-        background_png=background,
-        style=style_for(fmt, background),
-        heading_font="Fjalla One",
-        body_font="Source Sans Pro",
-        logo_path=None,
-        print_ppi=72,
+        TypesetRequest(
+            fmt=fmt,
+            copy=make_copy(),
+            brief=arabic,
+            background_png=background,
+            style=style_for(fmt, background),
+            heading_font="Fjalla One",
+            body_font="Source Sans Pro",
+            logo_path=None,
+            print_ppi=72,
+        ),
     )
     data = json.loads((tmp_path / "data.json").read_text(encoding="utf-8"))
     assert (data["direction"], data["lang"], data["region"]) == ("rtl", "ar", "EG")

@@ -29,10 +29,13 @@ from backends.builtin_image import BuiltinPainter
 from backends.builtin_text import BuiltinCopywriter
 from hyperlocal.briefs.loading import load_brief, validate_brief
 from hyperlocal.errors import BriefError, LayoutError, TextOverflow
+from hyperlocal.layout.backdrop import measure_style
 from hyperlocal.layout.contrast import TEXT_CONTRAST, relative_luminance
 from hyperlocal.layout.designs import DESIGNS, PlacedDesign, design_for_variant, place_design
 from hyperlocal.layout.formats import FORMATS, FlyerFormat, Zone, sdxl_size_for
-from hyperlocal.layout.typesetting import PageGeometry, TypesetFlyer, measure_style, typeset_flyer
+from hyperlocal.layout.geometry import PageGeometry
+from hyperlocal.layout.job import TypesetRequest
+from hyperlocal.layout.typesetting import TypesetFlyer, typeset_flyer
 from hyperlocal.models import Brief, FlyerCopy, TextStyle
 from hyperlocal.prompts.clip_tokens import clip_counter
 from hyperlocal.prompts.fitting import fit_image_prompt
@@ -148,18 +151,20 @@ def render(
     s = scene(format_name, design, picture)
     brief = brief or example().brief
     return typeset_flyer(
-        fmt=s.fmt,
-        copy=copy or example().copy,
-        brief=brief,
-        background_png=s.background,
-        style=style or style_for(format_name, design, bleed or crop_marks, picture),
-        heading_font="Fjalla One",
-        body_font="Source Sans Pro",
-        logo_path=brief.brand.logo,
-        print_ppi=ppi,
-        design=s.placed,
-        bleed=bleed,
-        crop_marks=crop_marks,
+        TypesetRequest(
+            fmt=s.fmt,
+            copy=copy or example().copy,
+            brief=brief,
+            background_png=s.background,
+            style=style or style_for(format_name, design, bleed or crop_marks, picture),
+            heading_font="Fjalla One",
+            body_font="Source Sans Pro",
+            logo_path=brief.brand.logo,
+            print_ppi=ppi,
+            design=s.placed,
+            bleed=bleed,
+            crop_marks=crop_marks,
+        )
     )
 
 

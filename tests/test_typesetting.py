@@ -17,6 +17,7 @@ from hyperlocal.layout import contrast, fonts, qr
 from hyperlocal.layout import typesetting as ts
 from hyperlocal.layout.designs import place_design
 from hyperlocal.layout.formats import FORMATS, FlyerFormat
+from hyperlocal.layout.job import TypesetRequest, type_scale
 from hyperlocal.models import BrandKit, Brief, FlyerCopy, TextStyle
 
 LETTER = FORMATS["letter"]
@@ -106,16 +107,18 @@ def render(
 ) -> ts.TypesetFlyer:
     background = background or gradient_png()
     return ts.typeset_flyer(
-        fmt=fmt,
-        copy=copy or make_copy(),
-        brief=brief or make_brief(),
-        background_png=background,
-        style=style_for(fmt, background),
-        heading_font=heading_font,
-        body_font=body_font,
-        logo_path=logo_path,
-        print_ppi=print_ppi,
-        font_dirs=font_dirs or [],
+        TypesetRequest(
+            fmt=fmt,
+            copy=copy or make_copy(),
+            brief=brief or make_brief(),
+            background_png=background,
+            style=style_for(fmt, background),
+            heading_font=heading_font,
+            body_font=body_font,
+            logo_path=logo_path,
+            print_ppi=print_ppi,
+            font_dirs=font_dirs or [],
+        )
     )
 
 
@@ -179,16 +182,18 @@ def test_square_flyer_is_a_1080x1080_png_without_a_pdf(square_flyer: ts.TypesetF
 def test_typeset_flyer_returns_pdf_png_and_pixel_size() -> None:
     background = gradient_png()
     flyer = ts.typeset_flyer(
-        fmt=LETTER,
-        copy=make_copy(),
-        brief=make_brief(),
-        background_png=background,
-        style=style_for(LETTER, background),
-        heading_font="Fjalla One",
-        body_font="Source Sans Pro",
-        logo_path=None,
-        print_ppi=72,
-        template=ts.DEFAULT_TEMPLATE,
+        TypesetRequest(
+            fmt=LETTER,
+            copy=make_copy(),
+            brief=make_brief(),
+            background_png=background,
+            style=style_for(LETTER, background),
+            heading_font="Fjalla One",
+            body_font="Source Sans Pro",
+            logo_path=None,
+            print_ppi=72,
+            template=ts.DEFAULT_TEMPLATE,
+        )
     )
     assert flyer.pdf is not None
     assert flyer.pdf.startswith(b"%PDF")
@@ -200,7 +205,7 @@ def test_fitting_reports_sizes_within_the_format_limits(
     letter_flyer: ts.TypesetFlyer, square_flyer: ts.TypesetFlyer
 ) -> None:
     for fmt, flyer in ((LETTER, letter_flyer), (SQUARE, square_flyer)):
-        scale = ts.type_scale(fmt)
+        scale = type_scale(fmt)
         sizes = flyer.font_sizes
         assert scale["headline_min"] - 0.01 <= sizes["headline"] <= scale["headline_max"] + 0.01
         assert scale["body_min"] - 0.01 <= sizes["body"] <= scale["body_max"] + 0.01
@@ -439,7 +444,7 @@ def test_a_flyer_shows_its_link_and_qr_code_only_when_the_brief_has_a_url() -> N
     # The QR code's white backing sits in the panel's bottom-right corner.
     def corner_pixel(flyer: ts.TypesetFlyer) -> tuple[int, ...]:
         zone = LETTER_TEXT
-        inset = ts.type_scale(LETTER)["padding"] + 10
+        inset = type_scale(LETTER)["padding"] + 10
         x = (zone.x + zone.w) * LETTER.width_pt - inset
         y = (zone.y + zone.h) * LETTER.height_pt - inset
         return Image.open(io.BytesIO(flyer.png)).convert("RGB").getpixel((round(x), round(y)))

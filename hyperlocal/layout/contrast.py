@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from hyperlocal.colors import srgb_to_linear, unit_hex, unit_rgb
+from hyperlocal.layout.designs import MIN_OPACITY
 from hyperlocal.layout.formats import Zone
 from hyperlocal.models import TextStyle
 from hyperlocal.pictures import decode_picture
@@ -32,9 +33,6 @@ PANEL_CONTRAST = 9.0
 #: Share of the pixels under the panel that must meet the contrast: the worst 2 %
 #: (specks, noise) are ignored, the rest is the worst case.
 COVERED_SHARE = 98.0
-#: Panels are never more see-through than this, even over a calm picture: text on a
-#: nearly invisible panel looks unfinished and texture the percentile ignores still hurts.
-MIN_PANEL_OPACITY = 0.75
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
@@ -74,6 +72,10 @@ def _mix_until(colour: str, toward: str, good: Callable[[str], bool]) -> str:
 
 
 def load_picture(png: bytes) -> Image.Image:
+    """Decode ``png`` as RGB on the white page the template draws it on.
+
+    Raises ``InvalidImage`` for bytes that are not a picture.
+    """
     image = decode_picture(png, None, "the background")
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         # Transparent parts show the page, which the template fills white.
@@ -93,8 +95,15 @@ def visible_box(size: tuple[int, int], page_aspect: float) -> tuple[float, float
 
 
 def zone_pixels(png: bytes, zone: Zone, page_aspect: float | None) -> np.ndarray:
-    """Return the picture's pixels under ``zone`` as an (N, 3) array of sRGB values in 0..1."""
-    image = load_picture(png)
+    """Return the picture's pixels under ``zone`` as an (N, 3) array of sRGB values in 0..1.
+
+    Raises ``InvalidImage`` for bytes that are not a picture.
+    """
+    return pixels_under(load_picture(png), zone, page_aspect)
+
+
+def pixels_under(image: Image.Image, zone: Zone, page_aspect: float | None) -> np.ndarray:
+    """Return ``zone_pixels`` of a picture already decoded with ``load_picture``."""
     if page_aspect:
         # The template covers the page (fit: "cover", centred): crop the same way.
         left, top, width, height = visible_box(image.size, page_aspect)
@@ -193,7 +202,7 @@ def measure_text_style(
     palette: list[str],
     *,
     page_aspect: float | None = None,
-    min_opacity: float = MIN_PANEL_OPACITY,
+    min_opacity: float = MIN_OPACITY["frosted"],
 ) -> TextStyle:
     """Choose the text panel's colours from the picture actually under ``zone``.
 
@@ -201,9 +210,10 @@ def measure_text_style(
     primary) and near-black text on a light panel (from the brand's light colour),
     and keeps the one that needs the lower opacity for WCAG 4.5:1 on the worst-case
     pixel (98 % of the zone). The opacity is that minimum, but never below
-    ``min_opacity``. The accent (fact strip, button) is the first brand colour with
-    3:1 on the panel, else the brand accent tinted toward the text colour; the
-    button text reaches 4.5:1 on the accent. ``page_aspect`` (width / height) crops
+    ``min_opacity`` (by default the frosted panel's, from ``designs.MIN_OPACITY``).
+    The accent (fact strip, button) is the first brand colour with 3:1 on the
+    panel, else the brand accent tinted toward the text colour; the button text
+    reaches 4.5:1 on the accent. ``page_aspect`` (width / height) crops
     the picture as the template's full-bleed cover fit does. Raises ``InvalidImage``
     for bytes that are not a picture and ``ValueError`` for an empty palette or a
     colour that is not hex.

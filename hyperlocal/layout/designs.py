@@ -27,6 +27,10 @@ DesignName = Literal["frosted", "scrim", "split"]
 Treatment = Literal["frosted", "scrim", "solid"]
 DESIGNS: tuple[DesignName, ...] = ("frosted", "split", "scrim")
 #: Least panel opacity per treatment: a frosted panel is see-through, a solid one is not.
+#: The one source of these floors (``contrast.measure_text_style`` defaults to the
+#: frosted one). Panels are never more see-through than this, even over a calm
+#: picture: text on a nearly invisible panel looks unfinished, and texture the
+#: contrast percentile ignores still hurts.
 MIN_OPACITY: dict[Treatment, float] = {"frosted": 0.75, "scrim": 0.55, "solid": 1.0}
 
 

@@ -14,18 +14,23 @@ The font packages ship Latin, Greek, Cyrillic and Vietnamese. Other scripts
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import importlib
 import os
+import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fontTools.ttLib import TTCollection, TTFont, TTLibError
 
 from hyperlocal.errors import LayoutError
+
+if TYPE_CHECKING:
+    import typst
 
 #: The Python packages that ship the layout fonts; each has a ``files/`` folder.
 FONT_PACKAGES: tuple[str, ...] = (
@@ -39,6 +44,9 @@ FONT_PACKAGES: tuple[str, ...] = (
 #: Cyrillic and Vietnamese; Lato and Fjalla One less). Families from
 #: ``layout.font_dirs`` come after them.
 FALLBACK_FAMILIES: tuple[str, ...] = ("Roboto", "Source Sans Pro", "Lato", "Fjalla One")
+#: How many folder lists keep a library (and its Typst font book) in memory: a
+#: deploy normally uses one, a test run or a change of ``layout.font_dirs`` a few.
+CACHED_FOLDER_SETS = 4
 _FONT_SUFFIXES = {".ttf", ".otf"}
 _COLLECTION_SUFFIXES = {".ttc", ".otc"}
 
@@ -89,7 +97,7 @@ class FontLibrary:
     """The families the layout may use: the font packages' and those in ``extra_dirs``.
 
     Build one with ``font_library``: scanning folders takes a while, so libraries
-    are cached per folder list.
+    are cached per folder list (the newest of a few lists, see ``CACHED_FOLDER_SETS``).
     """
 
     def __init__(self, extra_dirs: Sequence[Path] = ()) -> None:
@@ -108,11 +116,28 @@ class FontLibrary:
                     families.setdefault(family, []).append(face)
         self.families = {name: tuple(faces) for name, faces in sorted(families.items())}
         self._coverage: dict[str, frozenset[int]] = {}
+        self._typst_fonts: typst.Fonts | None = None
 
     def folders(self) -> list[Path]:
         """Return every folder holding the library's fonts (for Typst's font search)."""
         seen = dict.fromkeys(face.path.parent for faces in self.families.values() for face in faces)
         return list(seen)
+
+    def typst_fonts(self) -> typst.Fonts:
+        """Return Typst's font book of the library's folders, built on first use.
+
+        Scanning the folders takes a while, so one book serves every render with this
+        library, and goes when the library does.
+        """
+        if self._typst_fonts is None:
+            import typst  # only typesetting needs Typst; font lookups do not
+
+            self._typst_fonts = typst.Fonts(
+                include_system_fonts=False,
+                include_embedded_fonts=True,
+                font_paths=[str(folder) for folder in self.folders()],
+            )
+        return self._typst_fonts
 
     def extra_digest(self) -> str | None:
         """Return a digest of the user's font files (path, size, time): a change re-renders.
@@ -208,11 +233,11 @@ class FontLibrary:
         raise LayoutError(f"no installed font draws every character of {shown} together")
 
 
-@functools.cache
-def _library(extra_dirs: tuple[Path, ...], _folders: tuple[tuple[str, int], ...]) -> FontLibrary:
-    # _folders only keys the cache: a folder that changed (a font added or removed)
-    # gets a new library.
-    return FontLibrary(extra_dirs)
+#: Per folder list (most recently used last): the folders' times and their library.
+_LIBRARIES: OrderedDict[tuple[Path, ...], tuple[tuple[tuple[str, int], ...], FontLibrary]] = (
+    OrderedDict()
+)
+_LIBRARIES_LOCK = threading.Lock()
 
 
 def _folder_times(folders: Sequence[Path]) -> tuple[tuple[str, int], ...]:
@@ -229,10 +254,27 @@ def font_library(extra_dirs: Sequence[Path] = ()) -> FontLibrary:
     """Return the library of the font packages plus the folders ``extra_dirs``.
 
     Cached while those folders stay as they are: a font added to one (a long-running
-    ``flows.deploy``) is found by the next run without a restart.
+    ``flows.deploy``) is found by the next run without a restart. Only the newest
+    library of a folder list is kept, and only for the ``CACHED_FOLDER_SETS`` lists
+    used last, so a deploy that serves for days holds a bounded number of them.
     """
     dirs = tuple(Path(d).expanduser().resolve() for d in extra_dirs)
-    return _library(dirs, _folder_times(dirs))
+    times = _folder_times(dirs)
+    with _LIBRARIES_LOCK:
+        cached = _LIBRARIES.get(dirs)
+        if cached is not None and cached[0] == times:
+            _LIBRARIES.move_to_end(dirs)
+            return cached[1]
+    # Built outside the lock: a scan takes a while, and two threads building the same
+    # library at once only waste a little work.
+    library = FontLibrary(dirs)
+    with _LIBRARIES_LOCK:
+        # A changed folder replaces its list's old library instead of adding one.
+        _LIBRARIES[dirs] = (times, library)
+        _LIBRARIES.move_to_end(dirs)
+        while len(_LIBRARIES) > CACHED_FOLDER_SETS:
+            _LIBRARIES.popitem(last=False)
+    return library
 
 
 def installed_fonts() -> dict[str, Path]:

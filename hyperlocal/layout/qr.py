@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import unicodedata
 from urllib.parse import urlsplit
@@ -11,11 +12,14 @@ import segno
 from hyperlocal.errors import LayoutError
 
 
+@functools.lru_cache(maxsize=64)
 def qr_svg(url: str) -> str:
     """Return an SVG QR code for ``url``: black modules on white, 4-module quiet zone.
 
     Error correction is at least M (segno raises it when that costs no size).
-    Raises ``LayoutError`` unless ``url`` is an http(s) link with a host and no spaces.
+    Remembered for the last few links, since every format and variant of a brief
+    prints the same one and choosing the mask is most of the work. Raises
+    ``LayoutError`` unless ``url`` is an http(s) link with a host and no spaces.
     """
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
