@@ -1,6 +1,6 @@
 """Benchmark: rendering a flyer with typeset_flyer against bare typst.compile calls.
 
-    python -m bench.layout_render [--rounds 3] [--ppi 150] [--bleed] [--write]
+    python -m bench.layout_render [--rounds 7] [--ppi 150] [--bleed] [--write]
 
 For every format in ``FORMATS`` and every design in ``DESIGNS``, with the
 example brief (``examples/briefs/bakery.toml``), the builtin copywriter and the
@@ -195,7 +195,7 @@ def _row(label: str, ours: float, pdf: float | None, png: float) -> str:
 def main() -> None:
     """Run the benchmark and print (and with --write, record) the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--ppi", type=int, default=150, help="print formats' PNG ppi")
     parser.add_argument("--bleed", action="store_true", help="bleed and crop marks on print")
     parser.add_argument("--write", action="store_true", help="record in bench/RESULTS.md")

@@ -9,7 +9,13 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from hyperlocal.layout.backdrop import FROST_BLUR, frost, measure_style, stored_png
-from hyperlocal.layout.contrast import load_picture, measure_text_style, visible_box
+from hyperlocal.layout.contrast import (
+    TEXT_CONTRAST,
+    load_picture,
+    measure_text_style,
+    needed_opacity,
+    visible_box,
+)
 from hyperlocal.layout.designs import DESIGNS, MIN_OPACITY, place_design
 from hyperlocal.layout.formats import FORMATS, Zone
 from hyperlocal.layout.geometry import PageGeometry
@@ -93,3 +99,28 @@ def test_each_design_measures_with_its_treatments_least_opacity(design: str) -> 
     style = measure_style(white.getvalue(), fmt, placed, PALETTE, geometry)
     floor = MIN_OPACITY[placed.treatment]
     assert floor <= style.panel_opacity <= floor + 1 / 255 + 1e-4
+
+
+def _worst_contrast_over(grey: float, panel: str, level: int, text: str) -> float:
+    """WCAG contrast of ``text`` on ``panel`` at ``level``/255 over a flat grey (sRGB blend)."""
+
+    def luminance(rgb: np.ndarray) -> float:
+        linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+        return float(linear @ np.array([0.2126, 0.7152, 0.0722]))
+
+    def unit(colour: str) -> np.ndarray:
+        return np.array([int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+
+    alpha = level / 255
+    mixed = luminance(alpha * unit(panel) + (1 - alpha) * np.full(3, grey))
+    high, low = sorted((mixed, luminance(unit(text))), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("grey", [0.1, 0.3, 0.5, 0.7, 0.85, 0.95, 1.0])
+def test_the_panel_opacity_is_the_lowest_8_bit_level_that_reaches_wcag_aa(grey: float) -> None:
+    panel, text = "#0B1A2E", "#FFFFFF"
+    level = round(needed_opacity(np.full((40, 3), grey), panel, text) * 255)
+    assert _worst_contrast_over(grey, panel, level, text) >= TEXT_CONTRAST - 1e-9
+    if level > 0:
+        assert _worst_contrast_over(grey, panel, level - 1, text) < TEXT_CONTRAST + 1e-9

@@ -33,6 +33,8 @@ PANEL_CONTRAST = 9.0
 #: Share of the pixels under the panel that must meet the contrast: the worst 2 %
 #: (specks, noise) are ignored, the rest is the worst case.
 COVERED_SHARE = 98.0
+#: Opacity levels ``needed_opacity`` tries at once before looking for one that passes.
+_SCAN_STEP = 8
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
@@ -81,7 +83,8 @@ def load_picture(png: bytes) -> Image.Image:
         # Transparent parts show the page, which the template fills white.
         page = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(page, image.convert("RGBA"))
-    return image.convert("RGB")
+    # decode_picture returns a picture of our own, so an RGB one needs no further copy.
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def visible_box(size: tuple[int, int], page_aspect: float) -> tuple[float, float, float, float]:
@@ -137,14 +140,22 @@ def needed_opacity(pixels: np.ndarray, panel: str, text: str) -> float:
     """The lowest 8-bit panel opacity at which ``text`` reaches TEXT_CONTRAST everywhere."""
     # Renderers store opacity in 8 bits, so only k/255 can occur: scan every 8th level,
     # then the levels just below the first that passes. (Should contrast not rise
-    # steadily with opacity, this can only err toward a more opaque panel.)
+    # steadily with opacity, this can only err toward a more opaque panel.) The scan
+    # goes a few levels at a time and stops at the first that passes: a calm picture
+    # passes early, and each level's contrast is the same however many are computed.
     coarse = np.append(np.arange(0, 256, 8), 255)
-    passing = np.nonzero(_worst_contrasts(pixels, panel, coarse / 255, text) >= TEXT_CONTRAST)[0]
-    if not passing.size:
+    first = None
+    for start in range(0, len(coarse), _SCAN_STEP):
+        levels = coarse[start : start + _SCAN_STEP]
+        passing = np.nonzero(_worst_contrasts(pixels, panel, levels / 255, text) >= TEXT_CONTRAST)
+        if passing[0].size:
+            first = start + int(passing[0][0])
+            break
+    if first is None:
         return 1.0
-    if passing[0] == 0:
+    if first == 0:
         return 0.0
-    fine = np.arange(coarse[passing[0] - 1] + 1, coarse[passing[0]] + 1)
+    fine = np.arange(coarse[first - 1] + 1, coarse[first] + 1)
     ok = np.nonzero(_worst_contrasts(pixels, panel, fine / 255, text) >= TEXT_CONTRAST)[0]
     return float(fine[ok[0]] / 255)
 
