@@ -43,7 +43,7 @@ from backends.builtin_text import BuiltinCopywriter
 from hyperlocal.briefs.loading import load_brief, validate_brief
 from hyperlocal.errors import AssetError, BriefError, HyperlocalError
 from hyperlocal.layout.designs import place_design
-from hyperlocal.layout.fonts import resolve_font
+from hyperlocal.layout.fonts import font_library
 from hyperlocal.layout.formats import FORMATS
 from hyperlocal.layout.qr import qr_svg
 from hyperlocal.layout.typesetting import DEFAULT_TEMPLATE, template_digest
@@ -518,8 +518,8 @@ def render(brief: Brief, background: GeneratedImage, digest: str, fmt: str) -> R
         copy=copy,
         brief=brief,
         background=background,
-        heading_font=resolve_font(brief.brand.heading_font or "Fjalla One"),
-        body_font=resolve_font(brief.brand.body_font or "Source Sans Pro"),
+        heading_font=font_library().resolve(brief.brand.heading_font or "Fjalla One"),
+        body_font=font_library().resolve(brief.brand.body_font or "Source Sans Pro"),
         print_ppi=72,
         template=DEFAULT_TEMPLATE,
         template_digest=digest,

@@ -242,9 +242,9 @@ def test_an_emoji_no_installed_font_can_draw_is_refused_naming_the_character() -
         LayoutError, match=r"the headline contains '🥖' \(U\+1F956\), which no installed font"
     ):
         render(SQUARE, copy=make_copy(headline="Fresh bread 🥖 every morning"))
-    assert fonts.missing_glyphs("Crème brûlée £45 – “ok”", "Source Sans Pro") == []
-    assert fonts.missing_glyphs("bread 🥖", "Lato") == ["🥖"]
-    assert fonts.undrawable("Łódź 🥖 Пекарня 中") == ["🥖", "中"]
+    assert fonts.font_library().missing_glyphs("Crème brûlée £45 – “ok”", "Source Sans Pro") == []
+    assert fonts.font_library().missing_glyphs("bread 🥖", "Lato") == ["🥖"]
+    assert fonts.font_library().undrawable("Łódź 🥖 Пекарня 中") == ["🥖", "中"]
 
 
 def pdf_fonts(pdf: bytes | None) -> set[str]:
@@ -337,19 +337,19 @@ def test_copy_too_long_for_the_square_panel_is_refused_naming_what_to_shorten() 
 
 
 def test_installed_fonts_are_the_packaged_families_with_their_folders() -> None:
-    families = fonts.installed_fonts()
+    families = fonts.font_library().families
     assert {"Fjalla One", "Lato", "Roboto", "Source Sans Pro"} <= set(families)
-    assert all(folder.is_dir() for folder in families.values())
+    assert all(face.path.is_file() for faces in families.values() for face in faces)
 
 
 def test_font_names_match_whatever_their_case_and_spacing() -> None:
-    assert fonts.resolve_font("source  sans PRO") == "Source Sans Pro"
-    assert fonts.resolve_font("FJALLA ONE") == "Fjalla One"
+    assert fonts.font_library().resolve("source  sans PRO") == "Source Sans Pro"
+    assert fonts.font_library().resolve("FJALLA ONE") == "Fjalla One"
 
 
 def test_unknown_font_is_refused_naming_the_installed_fonts() -> None:
     with pytest.raises(LayoutError, match=r"Comic Sans MS.*installed fonts: .*Fjalla One"):
-        fonts.resolve_font("Comic Sans MS")
+        fonts.font_library().resolve("Comic Sans MS")
     with pytest.raises(LayoutError, match=r"Papyrus.*Source Sans Pro"):
         render(SQUARE, body_font="Papyrus")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
+import importlib.resources
 import os
 import threading
 import unicodedata
@@ -81,15 +81,16 @@ def _faces_in(path: Path) -> Iterator[tuple[str, FontFace]]:
 
 
 def _package_folders() -> list[Path]:
+    """The font files' folders of the installed font packages (their package data)."""
     folders = []
     for package in FONT_PACKAGES:
         try:
-            module = importlib.import_module(package)
-        except ImportError:
+            folder = importlib.resources.files(package) / "files"
+        except ModuleNotFoundError:
             # A missing font package only narrows the choice; resolve names what is left.
             continue
-        if module.__file__ is not None:
-            folders.append(Path(module.__file__).resolve().parent / "files")
+        if isinstance(folder, Path) and folder.is_dir():
+            folders.append(folder.resolve())
     return folders
 
 
@@ -275,28 +276,3 @@ def font_library(extra_dirs: Sequence[Path] = ()) -> FontLibrary:
         while len(_LIBRARIES) > CACHED_FOLDER_SETS:
             _LIBRARIES.popitem(last=False)
     return library
-
-
-def installed_fonts() -> dict[str, Path]:
-    """Return the font packages' families, each with the folder holding its files."""
-    return {name: faces[0].path.parent for name, faces in font_library().families.items()}
-
-
-def resolve_font(family: str) -> str:
-    """Return the font packages' family matching ``family``; ``FontLibrary.resolve``."""
-    return font_library().resolve(family)
-
-
-def missing_glyphs(text: str, family: str) -> list[str]:
-    """Return what ``family`` cannot draw of ``text``; ``FontLibrary.missing_glyphs``."""
-    return font_library().missing_glyphs(text, family)
-
-
-def undrawable(text: str) -> list[str]:
-    """Return what no font package draws of ``text``; ``FontLibrary.undrawable``."""
-    return font_library().undrawable(text)
-
-
-def covering_family(text: str, preferred: str, also: Sequence[str] = ()) -> str:
-    """Return a font package family that draws ``text``; ``FontLibrary.covering_family``."""
-    return font_library().covering_family(text, preferred, also)
