@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from hyperlocal.errors import (
 )
 from hyperlocal.modelstore.server_process import ServerStartError
 from hyperlocal.settings import Settings
+from tests.child_output import read_until
 from tests.conftest import PROJECT_ROOT
 
 COMMANDS = ["flows.flyer", "flows.batch", "flows.models", "flows.servers", "flows.deploy"]
@@ -177,20 +177,8 @@ def test_a_batch_stopped_with_sigterm_cleans_up_exits_130_and_leaves_nothing_hal
         stderr=subprocess.STDOUT,
         text=True,
     )
-    seen: list[str] = []
-    started = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            seen.append(line)
-            if "render_flyer" in line:
-                started.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
     try:
-        assert started.wait(240), "".join(seen[-30:])
+        output_lines = read_until(process, "render_flyer")
         process.send_signal(signal.SIGTERM)
         # Before flows.cli, SIGTERM killed the batch at once (exit -15), skipping its
         # finally blocks: a Dask cluster's shutdown among them.
@@ -199,7 +187,6 @@ def test_a_batch_stopped_with_sigterm_cleans_up_exits_130_and_leaves_nothing_hal
         if process.poll() is None:
             process.kill()
             process.wait()
-    reader.join(timeout=10)
-    assert cli.NOTHING_HALF_WRITTEN in "".join(seen)
+    assert cli.NOTHING_HALF_WRITTEN in output_lines.text_at_end()
     leftovers = [p for p in output.rglob("*") if p.name.startswith(".partial-")]
     assert leftovers == []

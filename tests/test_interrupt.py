@@ -12,12 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.child_output import read_until
 from tests.conftest import PROJECT_ROOT
 
 FORMATS = ["letter", "a4", "half_letter", "square", "portrait", "story"]
@@ -36,24 +36,6 @@ def _start(output: Path, cache: Path) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-def _wait_for_rendering(process: subprocess.Popen[str], timeout_s: float = 240) -> list[str]:
-    """Read the child's output until a typesetting step has started; return what was read."""
-    seen: list[str] = []
-    found = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            seen.append(line)
-            if "render_flyer" in line:
-                found.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    assert found.wait(timeout_s), "".join(seen[-30:])
-    return seen
 
 
 def _check_output_is_whole(output: Path) -> list[Path]:
@@ -79,7 +61,7 @@ def test_a_signal_while_rendering_leaves_nothing_half_written_and_the_next_run_c
     output, cache = tmp_path / "output", tmp_path / "cache"
     process = _start(output, cache)
     try:
-        _wait_for_rendering(process)
+        read_until(process, "render_flyer")
         process.send_signal(signum)
         assert process.wait(timeout=120) == 130
     finally:
