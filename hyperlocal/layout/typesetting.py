@@ -18,6 +18,7 @@ from pathlib import Path
 
 import typst
 
+from hyperlocal import colors
 from hyperlocal.errors import LayoutError, TextOverflow, first_line
 from hyperlocal.layout import (
     backdrop,
@@ -46,8 +47,21 @@ __all__ = [
     "typeset_flyer",
 ]
 
-#: The code whose output a rendered flyer depends on, besides the template.
-_RENDER_MODULES = (backdrop, contrast, designs, direction, fonts, formats, geometry, job, qr, trim)
+#: The code whose output a rendered flyer depends on, besides the template (colours are
+#: chosen with ``hyperlocal.colors``).
+_RENDER_MODULES = (
+    backdrop,
+    colors,
+    contrast,
+    designs,
+    direction,
+    fonts,
+    formats,
+    geometry,
+    job,
+    qr,
+    trim,
+)
 
 
 @dataclass(frozen=True)
