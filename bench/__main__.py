@@ -56,6 +56,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "text_concurrency": Benchmark(
         requires=("mlx", "mlx_lm"), quick=("--variants", "4", "--max-tokens", "16")
     ),
+    "constrained_decoding": Benchmark(requires=("mlx", "mlx_lm"), quick=("--tokens", "64")),
     "vision_concurrency": Benchmark(
         requires=("mlx", "mlx_vlm"), quick=("--pictures", "8", "--max-tokens", "16")
     ),
