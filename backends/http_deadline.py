@@ -1,4 +1,4 @@
-"""HTTP requests with a deadline for the whole answer, not only for each read.
+"""HTTP requests with deadlines httpx does not have: a whole answer's, and a stream's silence.
 
 httpx's timeouts apply per network operation: a server that sends its headers
 and then one byte now and then never times out, and one that streams without
@@ -8,12 +8,25 @@ takes longer than the deadline or grows past a size limit; ``send_or_fault``
 also turns transport failures into the passing faults the steps retry, and
 ``status_fault`` the statuses every HTTP API shares (credentials, timeouts, a
 busy server) into faults; the OpenAI and A1111 clients add what is their own.
+
+A streamed answer (server-sent events, one token at a time) may rightly take
+minutes; what must not last is silence. ``SilenceWatchdog`` watches one stream
+from another thread: when no progress was reported for ``silence_s`` seconds, or
+the whole answer passes its budget, it shuts the connection's socket down. The
+reader, blocked in ``recv``, wakes at once with an error it can name, and the
+server sees its client leave and stops generating (mlx_lm.server, vLLM and
+llama.cpp all do), so a retry never finds the abandoned answer still running.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import socket
+import threading
 import time
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
 import httpx
 
@@ -124,3 +137,118 @@ def status_fault(status: int, where: str, message: str, auth_hint: str) -> Hyper
 def refused(status: int, where: str, message: str) -> ConfigurationError:
     """Return the fault of a request the server refused for a reason of its own (HTTP 4xx)."""
     return ConfigurationError(f"{where} refused the request (HTTP {status}): {message}")
+
+
+StopReason = Literal["silence", "budget"]
+
+
+class SilenceWatchdog:
+    """Shuts a streaming connection when no progress came for ``silence_s`` seconds, or when
+    the whole exchange passes ``budget_s`` (None: no overall budget yet).
+
+    Use as a context manager around the request (the clock starts on entering);
+    hand it the response with ``watch`` once the headers are in, call ``progress``
+    for every token, ``limit`` to set or change the budget, and ``stop`` once the
+    answer is read, before the connection goes back to the pool. ``fired`` says why
+    it gave up (``silence`` or ``budget``), or None. Thread-safe.
+    """
+
+    def __init__(self, silence_s: float, budget_s: float | None = None) -> None:
+        self.silence_s = silence_s
+        self._budget_s = budget_s
+        self._cond = threading.Condition()
+        self._started = self._last = time.monotonic()
+        self._socket: socket.socket | None = None
+        self._done = False
+        self._fired: StopReason | None = None
+        self._thread = threading.Thread(target=self._watch, name="stream-watchdog", daemon=True)
+
+    def __enter__(self) -> SilenceWatchdog:
+        with self._cond:
+            self._started = self._last = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> StopReason | None:
+        """Stop watching (nothing is shut after this returns); return why it fired, or None."""
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+            return self._fired
+
+    @property
+    def fired(self) -> StopReason | None:
+        """Why the watchdog gave up on the stream, or None while it has not."""
+        with self._cond:
+            return self._fired
+
+    @property
+    def budget_s(self) -> float | None:
+        """The overall budget in seconds from the start, or None."""
+        with self._cond:
+            return self._budget_s
+
+    def elapsed(self) -> float:
+        """Seconds since the exchange started."""
+        return time.monotonic() - self._started
+
+    def watch(self, response: httpx.Response) -> None:
+        """Find the socket under ``response`` (when the transport exposes it) to shut later."""
+        stream = response.extensions.get("network_stream")
+        found = None
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                found = stream.get_extra_info("socket")
+        sock = found if isinstance(found, socket.socket) else None
+        with self._cond:
+            self._socket = sock
+            fired = self._fired
+        if fired and sock is not None:
+            _shut(sock)
+
+    def progress(self) -> None:
+        """Report that a token arrived: the silence starts again."""
+        with self._cond:
+            self._last = time.monotonic()
+
+    def limit(self, budget_s: float) -> None:
+        """Set the overall budget (seconds from the start)."""
+        with self._cond:
+            self._budget_s = budget_s
+            self._cond.notify_all()
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._done:
+                now = time.monotonic()
+                silence_left = self._last + self.silence_s - now
+                budget_left = (
+                    self._started + self._budget_s - now if self._budget_s is not None else math.inf
+                )
+                if silence_left <= 0 or budget_left <= 0:
+                    self._fired = "silence" if silence_left <= 0 else "budget"
+                    sock = self._socket
+                    break
+                self._cond.wait(min(silence_left, budget_left))
+            else:
+                return
+        if sock is not None:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    """Shut a socket down for both directions: a blocked ``recv`` returns, the peer sees EOF.
+
+    The plain socket's method, also for a TLS socket: the TLS layer is not thread-safe,
+    the file descriptor is.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)

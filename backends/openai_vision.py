@@ -9,18 +9,22 @@ URI in an ``image_url`` content part, and asked the fixed questions of
 ``structured_output.ask_structured``.
 
 The HTTP side is the text backend's (``OpenAITextBackend``): the same httpx client
-setup, ``response_format`` probing remembered per server and model, fault mapping
-and key scrubbing. ``_VisionChat`` reuses it by inheritance and changes two things:
-user messages may carry a picture, and at most ``max_in_flight`` requests are out
-at once (a vision server's memory bounds its batch; below that bound nothing waits).
+setup, streaming with a silence deadline (``timeout_s`` is the longest wait for a
+token), the structured-output probe of ``backends.server_structured`` remembered per
+server and model (a schema the server honours goes with each request; against one
+that ignores or refuses schemas the answer is extracted and re-asked as before),
+fault mapping and key scrubbing. ``_VisionChat`` reuses it by inheritance and
+changes three things: user messages may carry a picture, at most ``max_in_flight``
+requests are out at once (a vision server's memory bounds its batch; below that
+bound nothing waits), and an overflowing context names the picture budget.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field, SecretStr
@@ -29,9 +33,10 @@ from backends.base import CheckRequest, Health
 from backends.heuristic_vision import HeuristicVision
 from backends.openai_text import ATTEMPTS, OpenAITextBackend
 from backends.source_revision import module_revision
-from backends.structured_output import ask_structured
+from backends.structured_output import ask_structured, one_line
 from backends.vision_images import VISION_PROFILES, VisionProfile, data_uri, prepare_image
 from backends.vision_verdict import VisionVerdict, to_report, verdict_messages
+from backends.work_log import WorkLog
 from hyperlocal.errors import ConfigurationError, HyperlocalError, TextOverflow
 from hyperlocal.models import BackendIdentity, QCReport
 from hyperlocal.prompts.llm_tokens import ChatMessage
@@ -65,6 +70,8 @@ class ImageMessage(ChatMessage):
 class _VisionChat(OpenAITextBackend):
     """The text backend's HTTP client, with pictures in messages and a bound on requests."""
 
+    _settings_prefix: ClassVar[str] = "HYPERLOCAL_VISION__"
+
     def __init__(self, base_url: str, *, max_in_flight: int, **options: Any) -> None:
         super().__init__(base_url, **options)
         self.max_in_flight = max_in_flight
@@ -79,10 +86,16 @@ class _VisionChat(OpenAITextBackend):
         ]
         return payload
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        # Every request, chat or /models, takes a slot: the bound is on the server's load.
-        with self._in_flight:
-            return super()._send(method, path, **kwargs)
+    def _slot(self) -> AbstractContextManager[object]:
+        # Every request, chat, probe or /models, takes a slot: the bound is on the server's load.
+        return self._in_flight
+
+    def _overflow_message(self, message: str) -> str:
+        return (
+            "the conversation outgrew the server's context window: pick a smaller "
+            "HYPERLOCAL_VISION__PROFILE (fewer picture tokens) or give the server a larger "
+            f"context ({one_line(message, 120)})"
+        )
 
 
 def _for_vision(text: str) -> str:
@@ -235,7 +248,7 @@ class OpenAIVisionBackend:
     def health(self) -> Health:
         """Say whether the server answers, what it offers and how fast; never raises.
 
-        Structured-output support is probed with a one-token text request.
+        Structured-output support is probed with a tiny text request (once per process).
         """
         health = self._chat.health()
         detail = _for_vision(health.detail)
@@ -246,13 +259,15 @@ class OpenAIVisionBackend:
             )
         return health.model_copy(update={"role": "vision", "detail": detail})
 
-    def check(self, request: CheckRequest) -> QCReport:
+    def check(self, request: CheckRequest, log: WorkLog | None = None) -> QCReport:
         """Return the verdict on one picture: the heuristic screen's report if it fails, else
         the model's answers to the fixed questions after the screen's checks.
 
-        Raises ``PassingFault`` (server down, slow or busy), ``InvalidModelOutput`` after
-        ``attempts`` answers, ``InvalidImage`` for bytes that do not decode, or
-        ``ConfigurationError`` (refused key, unknown model, wrong URL).
+        The model's requests, the structured-output probe and the writer go into ``log``
+        (nothing when the screen decides alone). Raises ``PassingFault`` (server down,
+        silent or busy), ``InvalidModelOutput`` after ``attempts`` answers or when the
+        conversation outgrows the context window, ``InvalidImage`` for bytes that do not
+        decode, or ``ConfigurationError`` (refused key, unknown model, wrong URL).
         """
         screening = self._heuristic.check(request)
         if not screening.passed:
@@ -270,12 +285,14 @@ class OpenAIVisionBackend:
                 role=question.role, content=question.content, image_url=data_uri(prepared)
             ),
         ]
-        schema = VisionVerdict.model_json_schema()
 
         def ask(conversation: list[ChatMessage]) -> str:
-            return self._chat._chat(conversation, VisionVerdict.__name__, schema)
+            return self._chat._chat(conversation, VisionVerdict, log)
 
         with _vision_faults():
             identity = self.identity
-            verdict = ask_structured(ask, messages, VisionVerdict, attempts=self.attempts)
+            self._chat.structured_output_probe(log)
+            if log is not None:
+                log.writer(identity.label)
+            verdict = ask_structured(ask, messages, VisionVerdict, attempts=self.attempts, log=log)
         return to_report(verdict, identity, request.min_score, screening.checks)

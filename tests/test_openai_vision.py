@@ -28,8 +28,10 @@ from backends.vision_images import (
     smart_size,
 )
 from backends.vision_verdict import VisionVerdict, to_report, verdict_messages
+from backends.work_log import WorkLog
 from hyperlocal.errors import (
     BackendBusy,
+    BackendTimeout,
     BackendUnavailable,
     ConfigurationError,
     InvalidImage,
@@ -45,6 +47,7 @@ from tests.scripted_openai import (
     ScriptedOpenAI,
     closed_port_url,
     completion,
+    context_overflow,
     error_reply,
 )
 
@@ -92,10 +95,12 @@ def sent_png(request: Recorded) -> bytes:
 
 @pytest.fixture(autouse=True)
 def forget_probes() -> Iterator[None]:
-    """Every test starts with no remembered response_format support (ports get reused)."""
+    """Every test starts with no remembered probe or speed (loopback ports get reused)."""
     OpenAITextBackend._format_support.clear()
+    OpenAITextBackend._rates.clear()
     yield
     OpenAITextBackend._format_support.clear()
+    OpenAITextBackend._rates.clear()
 
 
 # -- preparing pictures ---------------------------------------------------------------------
@@ -307,6 +312,65 @@ def test_junk_after_three_attempts_is_invalid_model_output_in_one_line() -> None
     assert "was rejected" in server.chat_requests[-1].messages[-1]["content"]
 
 
+def test_a_server_that_ignores_schemas_keeps_extraction_and_re_asks() -> None:
+    prose = completion(f"My verdict, as you asked:\n{PASSING_JSON}")
+    with ScriptedOpenAI([completion("Looks nice."), prose], schemas="ignore") as server:
+        log = WorkLog()
+        report = backend(server.url).check(check_request(), log)
+    assert report.passed
+    assert [p.response_format["type"] for p in server.probes] == ["json_schema", "json_object"]
+    first, second = server.chat_requests
+    assert "response_format" not in first.body
+    assert "was rejected" in second.messages[-1]["content"]
+    work = log.record()
+    assert work.structured_output == "prompt only (server ignores schemas)"
+    assert work.writer == "openai:test-vlm"
+    assert work.requests == 2 + 2  # two probes, two answers
+    assert len(work.reasks) == 1
+
+
+def test_a_server_that_refuses_schemas_like_mlx_vlm_on_a_cpu_is_asked_plainly() -> None:
+    with ScriptedOpenAI([completion(PASSING_JSON)], schemas="refuse") as server:
+        vision = backend(server.url)
+        assert vision.check(check_request()).passed
+        assert vision.check(check_request()).passed
+    assert len(server.probes) == 2
+    assert all("response_format" not in r.body for r in server.chat_requests)
+
+
+def test_a_llama_cpp_vision_server_gets_the_verdict_schema_as_json_object() -> None:
+    with ScriptedOpenAI([completion(PASSING_JSON)], schemas="json_object_schema") as server:
+        log = WorkLog()
+        assert backend(server.url).check(check_request(), log).passed
+    (sent,) = server.chat_requests
+    assert sent.body["response_format"] == {
+        "type": "json_object",
+        "schema": VisionVerdict.model_json_schema(),
+    }
+    assert log.record().structured_output == "server json_object schema"
+
+
+def test_a_stalled_verdict_names_the_vision_timeout_and_closes_the_stream() -> None:
+    with ScriptedOpenAI([completion(PASSING_JSON, stall_after=2)]) as server:
+        with pytest.raises(BackendTimeout) as info:
+            backend(server.url, timeout_s=0.5).check(check_request())
+        assert server.client_closed.wait(10)
+    message = str(info.value)
+    assert "HYPERLOCAL_VISION__TIMEOUT_S" in message
+    assert "HYPERLOCAL_TEXT__" not in message
+    assert "\n" not in message
+
+
+def test_a_picture_that_overflows_the_context_is_bad_output_naming_the_profile() -> None:
+    with (
+        ScriptedOpenAI([context_overflow(4096, 5200)]) as server,
+        pytest.raises(InvalidModelOutput, match="HYPERLOCAL_VISION__PROFILE") as info,
+    ):
+        backend(server.url).check(check_request())
+    assert "outgrew the server's context window" in str(info.value)
+    assert "HYPERLOCAL_TEXT__" not in str(info.value)
+
+
 def test_503_is_backend_busy() -> None:
     with (
         ScriptedOpenAI([error_reply(503, "model loading")]) as server,
@@ -415,10 +479,11 @@ def test_health_reports_models_structured_output_and_latency() -> None:
     assert health.ok
     assert health.role == "vision"
     assert health.models == ["test-vlm"]
-    assert "structured output json_schema" in health.detail
+    assert "structured output server json_schema (probe: json_schema honoured)" in (health.detail)
     assert health.latency_s is not None
-    (probe,) = server.chat_requests
-    assert probe.body["max_tokens"] == 1
+    (one_token,) = server.chat_requests
+    assert one_token.body["max_tokens"] == 1
+    assert len(server.probes) == 1
 
 
 def test_health_of_a_closed_port_is_not_ok_and_does_not_raise() -> None:

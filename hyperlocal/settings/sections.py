@@ -75,7 +75,13 @@ class TextSettings(_Section):
     context_window: int = Field(
         default=8192, ge=512, description="The model's context window: prompts are fitted to it."
     )
-    timeout_s: float = Field(default=120, gt=0, description="Seconds to wait for one answer.")
+    timeout_s: float = Field(
+        default=120,
+        gt=0,
+        description="Seconds with no token arriving (the first token's wait includes reading "
+        "the prompt); past it the stream is closed and the step retried. A whole answer may "
+        "take timeout_s + 2 x max_tokens / the server's measured tokens per second.",
+    )
     on_invalid_output: Literal["fail", "builtin"] = Field(
         default="fail",
         description="When the model gives no valid copy after its re-asks: fail the run, or "
@@ -248,7 +254,12 @@ class VisionSettings(_Section):
         description="Hugging Face revision (branch, tag or commit) of a hub model; unset: main.",
     )
     api_key: SecretStr | None = Field(default=None, description="API key, if the server needs one.")
-    timeout_s: float = Field(default=120, gt=0, description="Seconds to wait for one verdict.")
+    timeout_s: float = Field(
+        default=120,
+        gt=0,
+        description="Seconds with no token of the verdict arriving (the first token's wait "
+        "includes reading the prompt and the picture); past it the stream is closed.",
+    )
     profile: Literal["fast", "balanced", "quality"] = Field(
         default="balanced",
         description="Pixels sent to the model: 256, 512 or 1280 patches of 28x28.",
