@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backends.work_log import WorkLog
 from hyperlocal.layout.formats import Zone
 from hyperlocal.models import (
     BackendIdentity,
@@ -97,16 +98,17 @@ class TextBackend(Protocol):
         """Return whether the backend can work now, and what it offers."""
         ...
 
-    def write_copy(self, request: CopyRequest) -> FlyerCopy:
-        """Return valid copy for one variant that keeps the brief's facts exactly.
+    def write_copy(self, request: CopyRequest, log: WorkLog | None = None) -> FlyerCopy:
+        """Return valid copy for one variant with the brief's facts placed verbatim.
 
-        Raises ``PassingFault`` (retry later), ``BadOutput`` (after its own re-asks)
+        Every request, re-ask and note goes to ``log`` when one is given. Raises
+        ``PassingFault`` (retry later), ``BadOutput`` (after its own re-asks)
         or ``ConfigurationError``.
         """
         ...
 
-    def direct_art(self, request: ArtRequest) -> ImagePrompt:
-        """Return phrases for a picture with no lettering; raises like ``write_copy``."""
+    def direct_art(self, request: ArtRequest, log: WorkLog | None = None) -> ImagePrompt:
+        """Return phrases for a picture with no lettering; logs and raises like ``write_copy``."""
         ...
 
 
@@ -153,6 +155,9 @@ class VisionBackend(Protocol):
         """Return whether the backend can work now, and what it offers."""
         ...
 
-    def check(self, request: CheckRequest) -> QCReport:
-        """Return the verdict on one picture; raises ``PassingFault`` or ``ConfigurationError``."""
+    def check(self, request: CheckRequest, log: WorkLog | None = None) -> QCReport:
+        """Return the verdict on one picture; raises ``PassingFault`` or ``ConfigurationError``.
+
+        Model requests and re-asks go to ``log`` when one is given.
+        """
         ...

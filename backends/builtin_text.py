@@ -13,11 +13,14 @@ from dataclasses import dataclass
 
 from backends.base import ArtRequest, CopyRequest, Health
 from backends.source_revision import module_revision
+from backends.work_log import WorkLog
 from hyperlocal.colors import hex_rgb
 from hyperlocal.errors import InvalidModelOutput
+from hyperlocal.fact_scan import contradictions
 from hyperlocal.models import (
     BackendIdentity,
     Brief,
+    CopyDraft,
     FlyerCopy,
     ImagePrompt,
     PromptPhrase,
@@ -244,6 +247,14 @@ def _scene(brief: Brief) -> tuple[str, str]:
     )
 
 
+def _clipped(text: str, limit: int, what: str, log: WorkLog | None) -> str:
+    """Return ``text`` cut to ``limit`` at a word boundary, noting a cut in ``log``."""
+    clipped = clip_words(text, limit)
+    if clipped != text and log is not None:
+        log.note(f"{what} cut from {len(text)} to {len(clipped)} characters: {clipped!r}")
+    return clipped
+
+
 class BuiltinCopywriter:
     """Template copywriter and art director: offline, deterministic, fact-exact."""
 
@@ -261,11 +272,16 @@ class BuiltinCopywriter:
         """Always healthy: it needs nothing but this code."""
         return Health(role="text", kind="builtin", ok=True, detail="templates, no model needed")
 
-    def write_copy(self, request: CopyRequest) -> FlyerCopy:
+    def write_copy(self, request: CopyRequest, log: WorkLog | None = None) -> FlyerCopy:
         """Return the copy of one variant; its angle is chosen by the variant number.
 
-        Raises ``InvalidModelOutput`` only if a template broke a fact (a bug).
+        Like a model's, the copy is a draft with the brief's facts placed verbatim;
+        texts cut to fit their line are noted in ``log``. Raises ``InvalidModelOutput``
+        only if a template broke a fact (a bug).
         """
+        if log is not None:
+            log.writer(self.identity.label)
+            log.structured_output("template")
         brief = request.brief
         angle = ANGLES[(request.variant - 1) % len(ANGLES)]
         tone: Tone = brief.tone
@@ -277,29 +293,29 @@ class BuiltinCopywriter:
         if points:
             shift = (request.variant - 1) % len(points)
             points = points[shift:] + points[:shift]
-        when = " · ".join(part for part in (brief.date, brief.time) if part)
         cta = brief.call_to_action or CALLS_TO_ACTION[tone]
         fine_print = f"Presented by {brief.business}."
         if brief.url:
             fine_print += " Scan the code for details."
-        copy = FlyerCopy(
+        draft = CopyDraft(
             angle=angle.name,
             headline=_first_fitting(angle.headlines, brief, 60),
             subhead=subhead,
             body_points=points[:3],
-            when=when,
-            where=brief.place,
-            price=brief.price or "",
-            call_to_action=clip_words(cta, 40),
+            call_to_action=_clipped(cta, 40, "call to action", log),
             fine_print=clip_words(fine_print, 200),
         )
-        problems = fact_problems(copy, brief)
+        copy = FlyerCopy.from_draft(draft, brief)
+        problems = fact_problems(copy, brief) + contradictions(draft, brief)
         if problems:
-            raise InvalidModelOutput("builtin copy lost a fact: " + "; ".join(problems))
+            raise InvalidModelOutput("builtin copy broke a fact: " + "; ".join(problems))
         return copy
 
-    def direct_art(self, request: ArtRequest) -> ImagePrompt:
+    def direct_art(self, request: ArtRequest, log: WorkLog | None = None) -> ImagePrompt:
         """Return the phrases of a picture with no lettering that fits the brief and tone."""
+        if log is not None:
+            log.writer(self.identity.label)
+            log.structured_output("template")
         brief = request.brief
         subject, setting = _scene(brief)
         styles = STYLES[brief.tone]

@@ -20,6 +20,7 @@ from PIL import Image
 
 from backends.base import CheckRequest, Health
 from backends.source_revision import module_revision
+from backends.work_log import WorkLog
 from hyperlocal.layout.formats import Zone
 from hyperlocal.models import BackendIdentity, QCCheck, QCReport
 from hyperlocal.pictures import decode_picture
@@ -146,7 +147,7 @@ class HeuristicVision:
             models=["pixel-statistics"],
         )
 
-    def check(self, request: CheckRequest) -> QCReport:
+    def check(self, request: CheckRequest, log: WorkLog | None = None) -> QCReport:
         """Return the verdict on the picture: one check per measure, a 1-10 score and reasons.
 
         Raises ``InvalidImage`` when the bytes do not decode as a picture.

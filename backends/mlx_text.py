@@ -3,8 +3,11 @@
 Runs on Apple Silicon (Metal) and on Linux with ``mlx[cpu]``. The model is
 loaded once per process through ``backends.loaded_models`` and shared by every
 task; generation is serialized per model. Prompts are counted with the model's
-own tokenizer, and answers go through the same extraction, validation and
-re-asking as the server backends (``backends.structured_output``).
+own tokenizer. Answers are generated under their JSON schema
+(``backends.constrained_decoding``), so they always parse and validate and the
+prompt need not paste the schema; they still go through the same validation
+and fact checks as the server backends (``backends.structured_output``), and a
+re-ask is only ever for content.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from backends.base import ArtRequest, CopyRequest, Health
-from backends.chat_prompts import PromptBudget, request_art, request_copy
+from backends.chat_prompts import AskModel, PromptBudget, request_art, request_copy
+from backends.constrained_decoding import JsonSchemaConstraint
 from backends.loaded_models import LoadedModel, folder_size, shared_models
+from backends.work_log import WorkLog
 from hyperlocal.errors import (
     BackendNotAvailable,
     ConfigurationError,
@@ -32,6 +37,10 @@ from hyperlocal.settings import TextSettings
 
 ATTEMPTS = 3
 DEFAULT_TEMPERATURE = 0.7
+#: Tokens between progress reports of a growing answer.
+PROGRESS_EVERY = 8
+#: How answers are held to their schema here (the manifest and --check say it).
+STRUCTURED_OUTPUT = "constrained decoding in process (llguidance)"
 
 
 def _mlx_lm() -> Any:
@@ -136,7 +145,18 @@ class MlxTextBackend:
         _model, tokenizer = self._loaded().value
         return FunctionCounter(f"tokenizer of {self.folder.name}", tokenizer.encode)
 
-    def _generate(self, messages: list[ChatMessage], max_tokens: int) -> str:
+    def _generate(
+        self,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        answer_type: type[BaseModel] | None = None,
+        log: WorkLog | None = None,
+    ) -> str:
+        """Return the model's answer, held to ``answer_type``'s JSON schema when given.
+
+        Streams token by token (progress goes to ``log``). Raises ``InvalidModelOutput``
+        for an empty answer or one cut off by ``max_tokens`` before its JSON ended.
+        """
         import mlx.core as mx
         from mlx_lm.sample_utils import make_sampler
 
@@ -145,28 +165,55 @@ class MlxTextBackend:
         chat = [m.model_dump() for m in messages]
         prompt = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
         sampler = make_sampler(temp=self.temperature, top_p=self.top_p)
+        constraint = (
+            JsonSchemaConstraint(tokenizer, answer_type).logits_processor()
+            if answer_type is not None
+            else None
+        )
+        pieces: list[str] = []
+        prompt_tokens = generated = 0
+        started = time.perf_counter()
         with loaded.lock:
             # The seed is set under the lock so each answer depends only on its prompt.
             mx.random.seed(self.seed)
-            return str(
-                _mlx_lm().generate(
-                    model, tokenizer, prompt=prompt, max_tokens=max_tokens, sampler=sampler
-                )
-            )
-
-    def _ask(self, messages: list[ChatMessage]) -> str:
-        answer = self._generate(messages, self.max_tokens)
+            for response in _mlx_lm().stream_generate(
+                model,
+                tokenizer,
+                prompt=prompt,
+                max_tokens=max_tokens,
+                sampler=sampler,
+                logits_processors=[constraint] if constraint is not None else None,
+            ):
+                pieces.append(response.text)
+                prompt_tokens, generated = response.prompt_tokens, response.generation_tokens
+                if log is not None and generated % PROGRESS_EVERY == 0:
+                    log.tokens(generated)
+        if log is not None:
+            log.request(prompt_tokens, generated, time.perf_counter() - started)
+        answer = "".join(pieces)
+        if constraint is not None:
+            constraint.raise_if_cut_off("HYPERLOCAL_TEXT__MAX_TOKENS")
         if not answer.strip():
             raise InvalidModelOutput("the model returned an empty answer")
         return answer
 
-    def write_copy(self, request: CopyRequest) -> FlyerCopy:
-        """Return the copy of one variant; raises ``InvalidModelOutput`` after 3 tries."""
-        return request_copy(self._ask_as, request, self._budget())
+    def write_copy(self, request: CopyRequest, log: WorkLog | None = None) -> FlyerCopy:
+        """Return the copy of one variant; raises ``InvalidModelOutput`` after 3 tries.
 
-    def direct_art(self, request: ArtRequest) -> ImagePrompt:
+        The answer is generated under the draft's JSON schema, so it always parses;
+        only content (a fact the brief does not back) is ever asked again.
+        """
+        return request_copy(self._asker(log), request, self._budget(), self._started(log))
+
+    def direct_art(self, request: ArtRequest, log: WorkLog | None = None) -> ImagePrompt:
         """Return the art direction of one variant; raises ``InvalidModelOutput`` after 3 tries."""
-        return request_art(self._ask_as, request, self._budget())
+        return request_art(self._asker(log), request, self._budget(), self._started(log))
+
+    def _started(self, log: WorkLog | None) -> WorkLog | None:
+        if log is not None:
+            log.writer(self._identity.label)
+            log.structured_output(STRUCTURED_OUTPUT)
+        return log
 
     def _budget(self) -> PromptBudget:
         return PromptBudget(
@@ -174,11 +221,14 @@ class MlxTextBackend:
             context_window=self.context_window,
             max_output=self.max_tokens,
             attempts=ATTEMPTS,
+            schema_in_prompt=False,
         )
 
-    def _ask_as(self, messages: list[ChatMessage], answer_type: type[BaseModel]) -> str:
-        # mlx-lm has no schema-constrained decoding here: the prompt carries the schema.
-        return self._ask(messages)
+    def _asker(self, log: WorkLog | None) -> AskModel:
+        def ask(messages: list[ChatMessage], answer_type: type[BaseModel]) -> str:
+            return self._generate(messages, self.max_tokens, answer_type, log)
+
+        return ask
 
     def health(self) -> Health:
         """Load the model if needed and time a one-token answer; never raises."""
@@ -192,7 +242,7 @@ class MlxTextBackend:
             role="text",
             kind="mlx",
             ok=True,
-            detail=f"{self.folder.name} loaded in process; structured output by prompting",
+            detail=f"{self.folder.name} loaded in process; structured output: {STRUCTURED_OUTPUT}",
             models=[str(self.folder)],
             latency_s=latency,
         )

@@ -5,7 +5,8 @@ Runs on Apple Silicon (Metal) and on Linux with ``mlx[cpu]``. Like
 and one it rejects is reported as is, with no model call (and no model load).
 A picture that passes is resized to the profile's pixel budget
 (``vision_images``), asked the fixed questions of ``vision_verdict`` through the
-model's own chat template, and the answer is extracted, validated and re-asked
+model's own chat template; the answer is generated under the verdict's JSON
+schema (``backends.constrained_decoding``), so it always parses, and is validated
 by ``structured_output.ask_structured``.
 
 The model is loaded once per process through ``backends.loaded_models`` (shared
@@ -22,6 +23,7 @@ from typing import Any
 from PIL import Image
 
 from backends.base import CheckRequest, Health
+from backends.constrained_decoding import JsonSchemaConstraint
 from backends.heuristic_vision import HeuristicVision
 from backends.loaded_models import LoadedModel, folder_size, shared_models
 from backends.mlx_text import model_revision
@@ -29,6 +31,7 @@ from backends.source_revision import module_revision
 from backends.structured_output import REASON_CHARS, ask_structured, one_line
 from backends.vision_images import PATCH, VISION_PROFILES, VisionProfile, prepare_image
 from backends.vision_verdict import VisionVerdict, to_report, verdict_messages
+from backends.work_log import WorkLog
 from hyperlocal.errors import (
     BackendNotAvailable,
     ConfigurationError,
@@ -47,6 +50,8 @@ TEMPERATURE = 0.0
 DEFAULT_SEED = 7
 DEFAULT_MAX_TOKENS = 300
 DEFAULT_PROFILE = "balanced"
+#: How verdicts are held to their schema here (the manifest and --check say it).
+STRUCTURED_OUTPUT = "constrained decoding in process (llguidance)"
 
 
 def _mlx_vlm() -> Any:
@@ -185,7 +190,18 @@ class MlxVisionBackend:
         models = shared_models(self.memory_budget_gb)
         return models.get(self.key, load, folder_size(self.folder))
 
-    def _generate(self, messages: list[dict[str, str]], image: Image.Image, max_tokens: int) -> str:
+    def _generate(
+        self,
+        messages: list[dict[str, str]],
+        image: Image.Image,
+        max_tokens: int,
+        answer_type: type[VisionVerdict] | None = None,
+        log: WorkLog | None = None,
+    ) -> str:
+        """Return the model's answer about ``image``, held to ``answer_type``'s schema if given.
+
+        Raises ``InvalidModelOutput`` for an answer cut off before its JSON ended.
+        """
         import mlx.core as mx
         from mlx_vlm.prompt_utils import apply_chat_template
 
@@ -193,6 +209,12 @@ class MlxVisionBackend:
         loaded = self._loaded()
         model, processor = loaded.value
         prompt = apply_chat_template(processor, model.config, messages, num_images=1)
+        constraint = (
+            JsonSchemaConstraint(processor, answer_type).logits_processor()
+            if answer_type is not None
+            else None
+        )
+        started = time.perf_counter()
         with loaded.lock:
             # The seed is set under the lock so each answer depends only on its prompt.
             mx.random.seed(self.seed)
@@ -204,10 +226,19 @@ class MlxVisionBackend:
                 max_tokens=max_tokens,
                 temperature=TEMPERATURE,
                 verbose=False,
+                logits_processors=[constraint] if constraint is not None else None,
             )
+        if log is not None:
+            log.request(
+                int(getattr(result, "prompt_tokens", 0) or 0),
+                int(getattr(result, "generation_tokens", 0) or 0),
+                time.perf_counter() - started,
+            )
+        if constraint is not None:
+            constraint.raise_if_cut_off("HYPERLOCAL_VISION__MAX_TOKENS")
         return str(result.text)
 
-    def check(self, request: CheckRequest) -> QCReport:
+    def check(self, request: CheckRequest, log: WorkLog | None = None) -> QCReport:
         """Return the verdict on one picture: the heuristic screen's report if it fails, else
         the model's answers to the fixed questions after the screen's checks.
 
@@ -227,13 +258,19 @@ class MlxVisionBackend:
         picture = decode_picture(prepared, "RGB")
         messages = verdict_messages(request.subject, request.text_zone.describe())
 
+        if log is not None:
+            log.writer(self.identity.label)
+            log.structured_output(STRUCTURED_OUTPUT)
+
         def ask(conversation: list[ChatMessage]) -> str:
-            answer = self._generate(fold_conversation(conversation), picture, self.max_tokens)
+            answer = self._generate(
+                fold_conversation(conversation), picture, self.max_tokens, VisionVerdict, log
+            )
             if not answer.strip():
                 raise InvalidModelOutput("the model returned an empty answer")
             return answer
 
-        verdict = ask_structured(ask, messages, VisionVerdict, attempts=self.attempts)
+        verdict = ask_structured(ask, messages, VisionVerdict, attempts=self.attempts, log=log)
         return to_report(verdict, self.identity, request.min_score, screening.checks)
 
     def health(self) -> Health:
@@ -255,7 +292,7 @@ class MlxVisionBackend:
             kind="mlx",
             ok=True,
             detail=(
-                f"{self.folder.name} loaded in process; structured output by prompting; "
+                f"{self.folder.name} loaded in process; structured output: {STRUCTURED_OUTPUT}; "
                 f"profile {self.profile.name} (at most {self.profile.max_pixels} pixels)"
             ),
             models=[str(self.folder)],

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from backends.work_log import WorkLog
 from hyperlocal.errors import InvalidModelOutput
 from hyperlocal.prompts.llm_tokens import ChatMessage
 
@@ -110,9 +111,36 @@ def _retry_prompt(reason: str) -> ChatMessage:
         role="user",
         content=(
             f"That answer was rejected: {reason}. Answer again with one corrected JSON "
-            "object matching the schema, and nothing else."
+            "object, and nothing else."
         ),
     )
+
+
+def _reask(
+    messages: Sequence[ChatMessage],
+    answer: str,
+    reason: str,
+    fits: Callable[[list[ChatMessage]], bool] | None,
+) -> list[ChatMessage]:
+    """Return the next conversation: the prompt, the rejected answer and the reason.
+
+    Only one rejected answer is ever quoted (the latest), so a conversation does
+    not grow with each re-ask; when even that would not fit the context window,
+    the answer is quoted shorter, and then not at all (the reason alone).
+    """
+    retry = _retry_prompt(one_line(reason, REASON_CHARS))
+    candidates = []
+    if answer.strip():
+        candidates.append([ChatMessage(role="assistant", content=answer), retry])
+        short = one_line(answer, REASON_CHARS)
+        if short != answer:
+            candidates.append([ChatMessage(role="assistant", content=short), retry])
+    candidates.append([retry])
+    for tail in candidates:
+        conversation = [*messages, *tail]
+        if fits is None or fits(conversation):
+            return conversation
+    return [*messages, retry]
 
 
 def ask_structured(
@@ -121,6 +149,9 @@ def ask_structured(
     model_type: type[ModelT],
     validate_extra: Callable[[ModelT], list[str]] | None = None,
     attempts: int = 3,
+    *,
+    fits: Callable[[list[ChatMessage]], bool] | None = None,
+    log: WorkLog | None = None,
 ) -> ModelT:
     """Ask until the answer is a valid ``model_type``; return it.
 
@@ -128,34 +159,39 @@ def ask_structured(
     ``InvalidModelOutput`` (empty or cut-off answer), which counts as a failed
     attempt. Other faults from ``ask`` (passing faults, configuration errors)
     pass through at once. ``validate_extra`` returns problems pydantic cannot
-    see (e.g. ``fact_problems``). After each failure the answer and the reason
-    go back to the model. Raises ``InvalidModelOutput`` after ``attempts``
-    failures, with one line: what the model returned and why it was rejected.
+    see (e.g. ``fact_scan.contradictions``). After each failure the latest answer
+    and the reason go back to the model, fitted by ``fits`` (prompt plus answer
+    within the context window); each reason is written to ``log``. Raises
+    ``InvalidModelOutput`` after ``attempts`` failures, with one line: what the
+    model returned and why it was rejected.
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
     conversation = list(messages)
     answer = ""
     reason = ""
-    for _attempt in range(attempts):
+    for attempt in range(1, attempts + 1):
         try:
             answer = ask(conversation)
         except InvalidModelOutput as exc:
             answer, reason = "", str(exc)
-            conversation.append(_retry_prompt(one_line(reason, REASON_CHARS)))
-            continue
-        try:
-            result = model_type.model_validate(extract_json(answer))
-            problems = validate_extra(result) if validate_extra else []
-            if not problems:
-                return result
-            reason = one_line("; ".join(problems), REASON_CHARS)
-        except InvalidModelOutput as exc:
-            reason = str(exc)
-        except ValidationError as exc:
-            reason = validation_reason(exc)
-        conversation.append(ChatMessage(role="assistant", content=answer))
-        conversation.append(_retry_prompt(reason))
+        else:
+            try:
+                result = model_type.model_validate(extract_json(answer))
+                problems = validate_extra(result) if validate_extra else []
+                if not problems:
+                    return result
+                reason = one_line("; ".join(problems), REASON_CHARS)
+            except InvalidModelOutput as exc:
+                reason = str(exc)
+            except ValidationError as exc:
+                reason = validation_reason(exc)
+        if attempt < attempts:
+            if log is not None:
+                log.reask(one_line(reason, REASON_CHARS))
+            conversation = _reask(messages, answer, reason, fits)
+    if log is not None:
+        log.note(f"rejected after {attempts} answers: {one_line(reason, REASON_CHARS)}")
     quoted = one_line(answer, QUOTE_CHARS) if answer.strip() else "nothing usable"
     raise InvalidModelOutput(
         f"no valid {model_type.__name__} after {attempts} attempts: the model returned "

@@ -164,7 +164,7 @@ class Timeline:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, event: object) -> None:
-        """Record one ``flows.run.ProgressEvent``."""
+        """Record one ``tasks.progress.ProgressEvent``."""
         now = time.perf_counter()
         with self._lock:
             self.events.append((now, getattr(event, "step", ""), getattr(event, "state", "")))
@@ -260,9 +260,9 @@ def run_flyer(variants: int, formats: Sequence[str]) -> FlowRun:
     Raises what the flow raises.
     """
     from flows.flyer import flyer_flow
-    from flows.run import progress_listener
     from hyperlocal.briefs.loading import load_brief
     from hyperlocal.settings import load_settings
+    from tasks.progress import progress_listener
 
     settings = load_settings()
     brief = load_brief(BRIEF, {}, settings.asset_dirs)

@@ -31,7 +31,7 @@ from flows.cli import (
     run_command,
 )
 from flows.progress import RichProgress
-from flows.run import FlyerRun, progress_listener
+from flows.run import FlyerRun
 from flows.runners import ensure_gpu_limit, holds_gpu, task_runner_for
 from hyperlocal.briefs.assets import resolve_asset
 from hyperlocal.briefs.loading import load_brief, validate_brief
@@ -41,6 +41,7 @@ from hyperlocal.models import Brief
 from hyperlocal.resources import example_brief
 from hyperlocal.settings import ProfileName, Settings, load_settings
 from tasks.artifacts import artifact_key, expected_steps, publish_run_artifacts, tracked_progress
+from tasks.progress import progress_listener
 from tasks.publishing import PublishedRun
 
 

@@ -8,7 +8,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
-from flows.run import ProgressEvent
+from tasks.progress import ProgressEvent
 
 STEP_WORDS = {
     "write_copy": "writing copy",
@@ -66,6 +66,9 @@ class RichProgress:
                 text = (
                     f"{label}: {words}{where}{attempt} {status} ({self._done[event.variant]} steps)"
                 )
+            elif event.state == "tokens":
+                # A model's answer growing: a slow model shows it is still writing.
+                text = f"{label}: {words}{where}… {event.tokens} tokens"
             else:
                 text = f"{label}: {words}{where}{attempt}…"
             self._progress.update(row, description=text)

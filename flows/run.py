@@ -13,11 +13,10 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from prefect import Task
 from pydantic import BaseModel
@@ -42,13 +41,17 @@ from hyperlocal.models import (
     AttemptRecord,
     BackendIdentity,
     Brief,
+    DirectedArt,
+    FlyerCopy,
     FormatRecord,
     GeneratedImage,
+    ModelWork,
     QCReport,
     RenderedFlyer,
     RunManifest,
     StepRecord,
     VariantRecord,
+    WrittenCopy,
 )
 from hyperlocal.settings import Settings
 from hyperlocal.text import slugify
@@ -57,6 +60,9 @@ from tasks.copywriting import write_copy
 from tasks.images import generate_image
 from tasks.layout import RenderRequest, file_digest, render_flyer
 from tasks.log import step_logger
+from tasks.model_work import work_of
+from tasks.progress import ProgressEvent
+from tasks.progress import notify as _notify
 from tasks.prompts import direct_art, fit_prompt
 from tasks.publishing import PublishedRun, flyer_file_name, publish
 from tasks.qc import check_image
@@ -71,28 +77,13 @@ STEP_ROLES: dict[str, str] = {
 }
 
 
-class ProgressEvent(BaseModel):
-    """One step starting or finishing, for a progress display."""
+@dataclass
+class _VariantText:
+    """Which settings a variant's text steps use: the model's, or the builtin's after a fallback."""
 
-    variant: int | None
-    format: str | None
-    step: str
-    state: Literal["started", "finished"]
-    cached: bool = False
-    attempt: int | None = None
-
-
-ProgressListener = Callable[[ProgressEvent], None]
-#: Set by the command line to draw progress; threads inherit it with their context.
-progress_listener: contextvars.ContextVar[ProgressListener | None] = contextvars.ContextVar(
-    "progress_listener", default=None
-)
-
-
-def _notify(event: ProgressEvent) -> None:
-    listener = progress_listener.get()
-    if listener is not None:
-        listener(event)
+    settings: Settings
+    fallbacks: list[str]
+    fallen_back: bool = False
 
 
 @dataclass(frozen=True)
@@ -213,11 +204,14 @@ class FlyerRun:
             value = future.result()
         except Exception as exc:
             # Kept in the manifest when the run goes on without this result (its model
-            # call counts); a fault that ends the run leaves no manifest anyway.
-            self._record(name, variant, format_name, attempt, False, started, str(exc))
+            # requests count); a fault that ends the run leaves no manifest anyway.
+            self._record(
+                name, variant, format_name, attempt, False, started, str(exc), work_of(exc)
+            )
             raise
         cached = future.state.name == "Cached"
-        self._record(name, variant, format_name, attempt, cached, started)
+        work = value.work if isinstance(value, WrittenCopy | DirectedArt) else None
+        self._record(name, variant, format_name, attempt, cached, started, work=work)
         _notify(
             ProgressEvent(
                 variant=variant,
@@ -239,6 +233,7 @@ class FlyerRun:
         cached: bool,
         started: float,
         error: str | None = None,
+        work: ModelWork | None = None,
     ) -> None:
         record = StepRecord(
             step=step,
@@ -248,22 +243,34 @@ class FlyerRun:
             cached=cached,
             seconds=round(time.perf_counter() - started, 4),
             error=error,
+            work=work,
         )
         with self._lock:
             self._records.append(record)
 
     def _text_step(
-        self, task: Task[..., Any], request: BaseModel, variant: int, fallbacks: list[str]
+        self, task: Task[..., Any], request: BaseModel, variant: int, text: _VariantText
     ) -> Any:
-        """Run a text step; with ``on_invalid_output = "builtin"``, fall back on bad output."""
+        """Run a text step; with ``on_invalid_output = "builtin"``, fall back on bad output.
+
+        Once the model has failed a variant, the builtin copywriter writes the rest of
+        that variant too: the model is not asked again for a variant it has failed.
+        """
         try:
-            return self._step(task, request, self.settings, variant=variant)
+            return self._step(task, request, text.settings, variant=variant)
         except InvalidModelOutput as exc:
-            if self.settings.text.on_invalid_output != "builtin":
+            if self.settings.text.on_invalid_output != "builtin" or text.fallen_back:
                 raise
-            fallbacks.append(f"{task.name}: {exc}")
-            builtin = self.settings.with_overrides(text__kind="builtin")
-            return self._step(task, request, builtin, variant=variant)
+            text.fallbacks.append(f"{task.name}: {exc}")
+            text.settings = self.settings.with_overrides(text__kind="builtin")
+            text.fallen_back = True
+            step_logger().warning(
+                "variant %d: the builtin copywriter takes over from %s (%s)",
+                variant,
+                task.name,
+                exc,
+            )
+            return self._step(task, request, text.settings, variant=variant)
 
     def _picture(
         self,
@@ -376,19 +383,21 @@ class FlyerRun:
 
     def _variant(self, variant: int, total: int) -> tuple[VariantRecord, list[RenderedFlyer]]:
         settings = self.settings
-        fallbacks: list[str] = []
-        copy = self._text_step(
+        text = _VariantText(settings=settings, fallbacks=[])
+        written: WrittenCopy = self._text_step(
             self.steps.write_copy,
             CopyRequest(brief=self.brief, variant=variant, variants=total),
             variant,
-            fallbacks,
+            text,
         )
-        art = self._text_step(
+        copy: FlyerCopy = written.copy_
+        directed: DirectedArt = self._text_step(
             self.steps.direct_art,
             ArtRequest(brief=self.brief, copy=copy, variant=variant),
             variant,
-            fallbacks,
+            text,
         )
+        art = directed.art
         subject = next((p.text for p in art.phrases if p.role == "subject"), art.phrases[0].text)
         records: list[FormatRecord] = []
         flyers: list[RenderedFlyer] = []
@@ -460,7 +469,9 @@ class FlyerRun:
             copy=copy,
             art_direction=art,
             formats=records,
-            text_fallbacks=fallbacks,
+            text_fallbacks=text.fallbacks,
+            copy_writer=written.work.writer,
+            art_writer=directed.work.writer,
         )
         return record, flyers
 
@@ -499,7 +510,9 @@ class FlyerRun:
         for record in steps:
             role = STEP_ROLES.get(record.step)
             if role in model_calls and not record.cached:
-                model_calls[role] += 1
+                # A text step counts the model requests it sent (re-asks too); a builtin
+                # step and the picture steps count one call each.
+                model_calls[role] += (record.work.requests if record.work else 0) or 1
         slug = slugify(f"{self.brief.business} {self.brief.event}")
         manifest = RunManifest(
             hyperlocal_version=__version__,

@@ -56,7 +56,7 @@ _ESCAPES.update({ord("\n"): " ", ord("\r"): " ", ord("\t"): " "})
 
 
 class StepEvent(Protocol):
-    """What the progress tracker reads of a step event (``flows.run.ProgressEvent``)."""
+    """What the progress tracker reads of a step event (``tasks.progress.ProgressEvent``)."""
 
     @property
     def variant(self) -> int | None: ...
@@ -371,7 +371,7 @@ def tracked_progress(
 ) -> Iterator[ProgressArtifact]:
     """Create a progress artifact and feed it every step event while the block runs.
 
-    ``listener_var`` is the run's listener context variable (``flows.run.progress_listener``);
+    ``listener_var`` is the run's listener context variable (``tasks.progress.progress_listener``);
     the listener already set there (the command line's display) keeps receiving
     every event. Threads started in the block with a copy of the context report
     too. At the end the artifact is set to 100, or left where the run stopped

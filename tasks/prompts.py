@@ -7,28 +7,33 @@ from prefect import task
 from backends import registry
 from backends.base import ArtRequest
 from hyperlocal.layout.formats import Zone
-from hyperlocal.models import FittedPrompt, ImagePrompt, LongPrompts, PromptPhrase
+from hyperlocal.models import DirectedArt, FittedPrompt, ImagePrompt, LongPrompts, PromptPhrase
 from hyperlocal.prompts.fitting import fit_image_prompt
 from hyperlocal.settings import Settings
 from tasks.caching import backend_step_policy
+from tasks.copywriting import describe_work
 from tasks.log import step_logger
+from tasks.model_work import model_work
 
 
 @task(name="direct_art", cache_policy=backend_step_policy("text"), persist_result=True)
-def direct_art(request: ArtRequest, settings: Settings) -> ImagePrompt:
-    """Return the art direction for one variant from the text backend.
+def direct_art(request: ArtRequest, settings: Settings) -> DirectedArt:
+    """Return the art direction for one variant and the model work behind it.
 
     Raises the backend's faults: ``PassingFault`` is retried by the task.
     """
     backend = registry.text_backend(settings)
-    prompt = backend.direct_art(request)
+    with model_work("direct_art", request.variant, backend.identity.label) as log:
+        prompt = backend.direct_art(request, log)
+    work = log.record()
     step_logger().info(
-        "variant %d art direction: %d phrases from %s",
+        "variant %d art direction: %d phrases from %s%s",
         request.variant,
         len(prompt.phrases),
         backend.identity.label,
+        describe_work(work.requests, len(work.reasks)),
     )
-    return prompt
+    return DirectedArt(art=prompt, work=work)
 
 
 def composition_phrase(zone: Zone) -> PromptPhrase:

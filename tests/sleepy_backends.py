@@ -21,6 +21,7 @@ from backends.base import ArtRequest, CheckRequest, CopyRequest, Health, ImageRe
 from backends.builtin_image import BuiltinPainter
 from backends.builtin_text import BuiltinCopywriter
 from backends.heuristic_vision import HeuristicVision
+from backends.work_log import WorkLog
 from hyperlocal.models import (
     BackendIdentity,
     FlyerCopy,
@@ -83,12 +84,12 @@ class SleepyText:
         """Always healthy, like the builtin copywriter."""
         return _health("text", self._inner.health(), self._latency)
 
-    def write_copy(self, request: CopyRequest) -> FlyerCopy:
+    def write_copy(self, request: CopyRequest, log: WorkLog | None = None) -> FlyerCopy:
         """Sleep ``latencies.copy`` seconds, then write the builtin copy."""
         time.sleep(self.latencies.copy)
         return self._inner.write_copy(request)
 
-    def direct_art(self, request: ArtRequest) -> ImagePrompt:
+    def direct_art(self, request: ArtRequest, log: WorkLog | None = None) -> ImagePrompt:
         """Sleep ``latencies.art`` seconds, then art-direct as the builtin does."""
         time.sleep(self.latencies.art)
         return self._inner.direct_art(request)
@@ -149,7 +150,7 @@ class SleepyVision:
         """Always healthy, like the heuristic checker."""
         return _health("vision", self._inner.health(), self._latency)
 
-    def check(self, request: CheckRequest) -> QCReport:
+    def check(self, request: CheckRequest, log: WorkLog | None = None) -> QCReport:
         """Sleep ``latencies.check`` seconds, then check with pixel statistics."""
         time.sleep(self.latencies.check)
         return self._inner.check(request)

@@ -19,7 +19,6 @@ from prefect.client.schemas.objects import Artifact
 
 import tasks.artifacts as artifacts
 from flows.flyer import flyer
-from flows.run import ProgressEvent
 from hyperlocal.layout.thumbnails import PREVIEW_HEIGHT
 from hyperlocal.models import Brief
 from tasks.artifacts import (
@@ -29,6 +28,7 @@ from tasks.artifacts import (
     publish_run_artifacts,
     run_markdown,
 )
+from tasks.progress import ProgressEvent
 from tasks.publishing import PublishedRun
 
 HOSTILE = Brief(

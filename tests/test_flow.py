@@ -184,11 +184,11 @@ class _Flaky(BuiltinCopywriter):
         self.failures = failures
         self.error = error
 
-    def write_copy(self, request: Any) -> Any:
+    def write_copy(self, request: Any, log: Any = None) -> Any:
         type(self).calls += 1
         if type(self).calls <= self.failures:
             raise self.error
-        return super().write_copy(request)
+        return super().write_copy(request, log)
 
 
 def _install_flaky(failures: int, error: Exception) -> type[_Flaky]:
@@ -237,7 +237,7 @@ class _Rejecting:
     def health(self) -> Health:
         return Health(role="vision", kind="heuristic", ok=True, detail="rejects everything")
 
-    def check(self, request: CheckRequest) -> QCReport:
+    def check(self, request: CheckRequest, log: Any = None) -> QCReport:
         return QCReport(
             passed=False,
             score=float(request.image.attempt),
@@ -310,7 +310,7 @@ class _Down:
     def health(self) -> Health:
         return Health(role="vision", kind="heuristic", ok=False, detail="down")
 
-    def check(self, request: CheckRequest) -> QCReport:
+    def check(self, request: CheckRequest, log: Any = None) -> QCReport:
         type(self).calls += 1
         raise BackendUnavailable("cannot reach http://127.0.0.1:9/v1: is the server running?")
 

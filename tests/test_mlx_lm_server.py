@@ -45,7 +45,7 @@ def test_junk_from_a_real_server_ends_in_the_bounded_failure(server: str, tiny_m
         context_window=8192,
         timeout_s=60,
     )
-    with pytest.raises(InvalidModelOutput, match=r"^no valid FlyerCopy after 3 attempts"):
+    with pytest.raises(InvalidModelOutput, match=r"^no valid CopyDraft after 3 attempts"):
         backend.write_copy(CopyRequest(brief=BRIEF, variant=1, variants=1))
     stats = backend.stats()
     assert stats.requests >= 3

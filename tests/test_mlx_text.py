@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from backends import registry
-from backends.base import CopyRequest
+from backends.base import ArtRequest, CopyRequest
 from backends.loaded_models import LoadedModels, shared_models
 from backends.mlx_text import MlxTextBackend
+from backends.work_log import WorkLog
 from hyperlocal.errors import ConfigurationError, InvalidModelOutput
 from hyperlocal.models import Brief
 from hyperlocal.settings import TextSettings, load_settings
@@ -32,14 +33,41 @@ def backend(tiny_lm: Path) -> MlxTextBackend:
     return MlxTextBackend.from_settings(TextSettings(model=str(tiny_lm), max_tokens=48))
 
 
-def test_the_junk_of_a_random_model_ends_in_one_clear_bounded_failure(
+def test_an_answer_cut_off_by_max_tokens_ends_in_one_clear_bounded_failure(
     backend: MlxTextBackend,
 ) -> None:
+    log = WorkLog()
     with pytest.raises(InvalidModelOutput) as caught:
-        backend.write_copy(CopyRequest(brief=BRIEF, variant=1, variants=1))
+        backend.write_copy(CopyRequest(brief=BRIEF, variant=1, variants=1), log)
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith("no valid FlyerCopy after 3 attempts: the model returned")
+    assert message.startswith("no valid CopyDraft after 3 attempts")
+    assert "cut off at 48 tokens" in message
+    assert "HYPERLOCAL_TEXT__MAX_TOKENS" in message
+    work = log.record()
+    assert work.requests == 3
+    assert len(work.reasks) == 2
+
+
+def test_even_a_random_model_answers_valid_copy_on_its_first_try(tiny_lm: Path) -> None:
+    # Random weights write junk, but constrained decoding holds it to the draft's schema:
+    # one request, no re-ask, and the facts come from the brief, not from the model.
+    backend = MlxTextBackend.from_settings(TextSettings(model=str(tiny_lm), max_tokens=3000))
+    log = WorkLog()
+    copy = backend.write_copy(CopyRequest(brief=BRIEF, variant=1, variants=1), log)
+    work = log.record()
+    assert (work.requests, work.reasks) == (1, [])
+    assert work.structured_output.startswith("constrained decoding")
+    assert work.writer == backend.identity.label
+    assert work.prompt_tokens > 0
+    assert work.completion_tokens > 0
+    assert copy.where == BRIEF.place
+    assert copy.price == (BRIEF.price or "")
+    assert all(fact in copy.when for fact in (BRIEF.date, BRIEF.time) if fact)
+    art_log = WorkLog()
+    art = backend.direct_art(ArtRequest(brief=BRIEF, copy=copy, variant=1), art_log)
+    assert art.phrases
+    assert (art_log.record().requests, art_log.record().reasks) == (1, [])
 
 
 def test_the_model_is_loaded_once_and_shared_by_every_backend(tiny_lm: Path) -> None:
@@ -131,12 +159,21 @@ def test_a_flow_run_falls_back_to_the_builtin_copywriter_when_asked(
     monkeypatch.setenv("HYPERLOCAL_TEXT__ON_INVALID_OUTPUT", "builtin")
     outcome = flyer(brief=BRIEF, variants=1, formats=["square"])
     (variant,) = outcome.manifest.variants
-    assert [reason.split(":")[0] for reason in variant.text_fallbacks] == [
-        "write_copy",
-        "direct_art",
-    ]
-    assert "no valid FlyerCopy after 3 attempts" in variant.text_fallbacks[0]
+    # Once the model has failed the variant, the builtin copywriter writes all of it:
+    # the model is not asked for the art direction of a variant it failed.
+    assert [reason.split(":")[0] for reason in variant.text_fallbacks] == ["write_copy"]
+    assert "no valid CopyDraft after 3 attempts" in variant.text_fallbacks[0]
+    assert variant.copy_writer.startswith("builtin:")
+    assert variant.art_writer.startswith("builtin:")
     assert outcome.manifest.backends["text"].kind == "mlx"
+    failed, *rest = [s for s in outcome.manifest.steps if s.step == "write_copy"]
+    assert failed.error and failed.work is not None
+    assert failed.work.writer.startswith("mlx:")
+    assert failed.work.requests == 3
+    assert len(failed.work.reasks) == 2
+    assert [s.work.writer.split(":")[0] for s in rest if s.work] == ["builtin"]
+    # Three model requests, then one builtin call for the copy and one for the art.
+    assert outcome.manifest.model_calls["text"] == 5
     assert (outcome.folder / "variant_01_square.png").is_file()
     manifest = json.loads((outcome.folder / "manifest.json").read_text())
     assert manifest["variants"][0]["text_fallbacks"]
@@ -159,6 +196,6 @@ def test_a_flow_run_without_fallback_fails_with_one_line(
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("bad model output: no valid FlyerCopy after 3 attempts")
+    assert lines[0].startswith("bad model output: no valid CopyDraft after 3 attempts")
     assert "Traceback" not in result.stdout + result.stderr
     assert not (isolated_env / "output" / "flyer_runs").exists()

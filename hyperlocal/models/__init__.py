@@ -18,6 +18,7 @@ from hyperlocal.models.manifest import (
 from hyperlocal.models.steps import (
     BackendIdentity,
     ChunkSyntax,
+    CopyDraft,
     EncoderFit,
     FittedPrompt,
     FlyerCopy,
@@ -34,7 +35,9 @@ from hyperlocal.models.steps import (
     TextStyle,
     WeightSyntax,
     fact_problems,
+    placed_facts,
 )
+from hyperlocal.models.work import DirectedArt, ModelWork, WrittenCopy
 
 __all__ = [
     "AttemptRecord",
@@ -42,6 +45,8 @@ __all__ = [
     "BrandKit",
     "Brief",
     "ChunkSyntax",
+    "CopyDraft",
+    "DirectedArt",
     "EncoderFit",
     "FittedPrompt",
     "FlyerCopy",
@@ -51,6 +56,7 @@ __all__ = [
     "HexColour",
     "ImagePrompt",
     "LongPrompts",
+    "ModelWork",
     "PhraseRole",
     "PromptPhrase",
     "PromptSyntax",
@@ -63,5 +69,7 @@ __all__ = [
     "Tone",
     "VariantRecord",
     "WeightSyntax",
+    "WrittenCopy",
     "fact_problems",
+    "placed_facts",
 ]

@@ -20,6 +20,7 @@ from hyperlocal.models.steps import (
     ImagePrompt,
     QCReport,
 )
+from hyperlocal.models.work import ModelWork
 
 
 class StepRecord(BaseModel):
@@ -35,6 +36,12 @@ class StepRecord(BaseModel):
         default=None,
         description="Why the step failed, when the run went on without its result (a picture "
         "painted again, a builtin fallback, a picture shipped unchecked).",
+    )
+    work: ModelWork | None = Field(
+        default=None,
+        description="What a text step asked of its model: requests, re-asks and their "
+        "reasons, retried faults, tokens, time, and who wrote the answer (the original "
+        "computation's, for a cached step).",
     )
 
 
@@ -77,6 +84,8 @@ class VariantRecord(BaseModel):
         default_factory=list,
         description="Text steps the builtin copywriter took over after bad model output.",
     )
+    copy_writer: str = Field(default="", description="The backend that wrote the printed copy.")
+    art_writer: str = Field(default="", description="The backend that art-directed the picture.")
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -93,7 +102,10 @@ class RunManifest(BaseModel):
     backends: dict[str, BackendIdentity]
     variants: list[VariantRecord]
     steps: list[StepRecord]
-    model_calls: dict[str, int] = Field(description="Backend calls made in this run, per role.")
+    model_calls: dict[str, int] = Field(
+        description="Backend calls made in this run, per role: a text step counts each "
+        "request it sent to its model (re-asks included), any other step one; cached steps none."
+    )
     cached_steps: int
     computed_steps: int
     damaged_cache: list[str] = Field(

@@ -53,10 +53,16 @@ class BackendIdentity(BaseModel):
         return f"{self.kind}:{self.model}"
 
 
-class FlyerCopy(BaseModel):
-    """The words of one variant."""
+class CopyDraft(BaseModel):
+    """The words a copywriter writes for one variant: everything but the facts.
 
-    model_config = STRICT
+    The date, time, place and price are not the model's to write: ``FlyerCopy.from_draft``
+    places them from the brief, verbatim. This is also the JSON schema a model is asked for.
+    Keys it does not know are dropped, not refused: a model that still writes a "when" or
+    a "price" has them replaced by the brief's own, and asking again would cost minutes.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
     angle: Line40 = Field(description="The creative angle of this variant.")
     headline: Line70 = Field(description="The big line.")
@@ -64,16 +70,49 @@ class FlyerCopy(BaseModel):
     body_points: list[Line100] = Field(
         default_factory=list, max_length=4, description="Up to four short points."
     )
+    call_to_action: Line60 = Field(description="What to do now.")
+    fine_print: Line200_0 = Field(default="", description="Small print.")
+
+    def written_runs(self) -> dict[str, str]:
+        """Return each piece of written text by where it goes (``body_points[2]``, ...)."""
+        runs = {"headline": self.headline, "subhead": self.subhead}
+        runs |= {f"body_points[{i}]": point for i, point in enumerate(self.body_points)}
+        runs |= {"call_to_action": self.call_to_action, "fine_print": self.fine_print}
+        return {where: text for where, text in runs.items() if text}
+
+
+class FlyerCopy(CopyDraft):
+    """The words of one variant: the written draft and the brief's facts."""
+
+    model_config = STRICT
+
     when: Line110_0 = Field(default="", description="Date and time, exactly as the brief.")
     where: Line130 = Field(description="Place, exactly as the brief.")
     price: Line50_0 = Field(default="", description="Price or offer, exactly as the brief.")
-    call_to_action: Line60 = Field(description="What to do now.")
-    fine_print: Line200_0 = Field(default="", description="Small print.")
+
+    @classmethod
+    def from_draft(cls, draft: CopyDraft, brief: Brief) -> FlyerCopy:
+        """Return ``draft`` with the brief's date, time, place and price placed verbatim."""
+        return cls(**draft.model_dump(), **placed_facts(brief))
+
+    def draft(self) -> CopyDraft:
+        """Return the written part alone (what a model is asked for)."""
+        return CopyDraft.model_validate(self.model_dump(include=set(CopyDraft.model_fields)))
 
     def text_runs(self) -> list[str]:
         """Return every piece of text this copy puts on the flyer."""
         runs = [self.headline, self.subhead, *self.body_points, self.when, self.where, self.price]
         return [run for run in [*runs, self.call_to_action, self.fine_print] if run]
+
+
+#: How the date and time share the "when" line.
+WHEN_SEPARATOR = " · "
+
+
+def placed_facts(brief: Brief) -> dict[str, str]:
+    """Return a flyer's fact lines (``when``, ``where``, ``price``) from the brief, verbatim."""
+    when = WHEN_SEPARATOR.join(part for part in (brief.date, brief.time) if part)
+    return {"when": when, "where": brief.place, "price": brief.price or ""}
 
 
 def fact_problems(copy: FlyerCopy, brief: Brief) -> list[str]:
