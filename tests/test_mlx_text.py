@@ -167,7 +167,8 @@ def test_a_flow_run_falls_back_to_the_builtin_copywriter_when_asked(
     assert variant.art_writer.startswith("builtin:")
     assert outcome.manifest.backends["text"].kind == "mlx"
     failed, *rest = [s for s in outcome.manifest.steps if s.step == "write_copy"]
-    assert failed.error and failed.work is not None
+    assert failed.error
+    assert failed.work is not None
     assert failed.work.writer.startswith("mlx:")
     assert failed.work.requests == 3
     assert len(failed.work.reasks) == 2
