@@ -33,6 +33,7 @@ from flows.cli import (
 from flows.progress import RichProgress
 from flows.run import FlyerRun
 from flows.runners import ensure_gpu_limit, holds_gpu, task_runner_for
+from flows.work_summary import work_lines
 from hyperlocal.briefs.assets import resolve_asset
 from hyperlocal.briefs.loading import load_brief, validate_brief
 from hyperlocal.errors import AssetError
@@ -201,6 +202,14 @@ def check_backends(console: Console) -> int:
     return EXIT_OK if healthy else EXIT_FAILED
 
 
+#: How the summary marks each kind of model-work line.
+WORK_PREFIXES = {
+    "info": "[dim]model[/]",
+    "note": "[yellow]note[/]",
+    "warning": "[yellow]warning[/]",
+}
+
+
 def report(console: Console, outcome: PublishedRun, seconds: float) -> None:
     """Print what the run made, what came from the cache, and where the files are."""
     manifest = outcome.manifest
@@ -237,6 +246,13 @@ def report(console: Console, outcome: PublishedRun, seconds: float) -> None:
         console.print(
             f"[yellow]warning[/]: {what} damaged (cut short or corrupted) and computed again"
         )
+    for kind, line in work_lines(manifest):
+        prefix = {
+            "info": "[dim]model[/]",
+            "note": "[yellow]note[/]",
+            "warning": "[yellow]warning[/]",
+        }
+        console.print(f"{prefix[kind]}: {escape(line)}")
     for name in flagged:
         console.print(f"[yellow]warning[/]: {name}: every picture failed QC; the best one is used")
     for name in dropped:

@@ -13,12 +13,13 @@ import hashlib
 import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from prefect import Task
+from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from backends import registry
@@ -32,6 +33,8 @@ from hyperlocal.errors import (
     LayoutError,
     PassingFault,
     PictureRejected,
+    StepCancelled,
+    first_line,
 )
 from hyperlocal.layout.designs import design_for_variant, place_design
 from hyperlocal.layout.fonts import font_library
@@ -60,7 +63,7 @@ from tasks.copywriting import write_copy
 from tasks.images import generate_image
 from tasks.layout import RenderRequest, file_digest, render_flyer
 from tasks.log import step_logger
-from tasks.model_work import work_of
+from tasks.model_work import cancel_run, work_of
 from tasks.progress import ProgressEvent
 from tasks.progress import notify as _notify
 from tasks.prompts import direct_art, fit_prompt
@@ -182,6 +185,8 @@ class FlyerRun:
         self.logo_digest = file_digest(logo) if logo is not None else None
         self._records: list[StepRecord] = []
         self._lock = threading.Lock()
+        self._run_id = str(flow_run.id or "")
+        self._cancelled = False
 
     def _step(
         self,
@@ -193,6 +198,8 @@ class FlyerRun:
         **kwargs: Any,
     ) -> Any:
         name = task.name
+        if self._cancelled:
+            raise StepCancelled(f"{name} not started: the run failed elsewhere")
         _notify(
             ProgressEvent(
                 variant=variant, format=format_name, step=name, state="started", attempt=attempt
@@ -475,6 +482,15 @@ class FlyerRun:
         )
         return record, flyers
 
+    def _cancel(self, fault: BaseException) -> None:
+        """Stop the model steps still running for this run; they have no use any more."""
+        self._cancelled = True
+        if self._run_id:
+            cancel_run(self._run_id)
+        step_logger().error(
+            "the run failed (%s); stopping the steps still in flight", first_line(fault)
+        )
+
     def execute(self) -> PublishedRun:
         """Run every variant, publish the run folder and return where it is.
 
@@ -492,6 +508,14 @@ class FlyerRun:
                 pool.submit(contextvars.copy_context().run, self._variant, v, total)
                 for v in range(1, total + 1)
             ]
+            # The first variant to fail ends the run at once: waiting for the others
+            # would keep a failed run silent for as long as their models write.
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f.done() and f.exception()), None)
+            fault = failed.exception() if failed is not None else None
+            if fault is not None:
+                self._cancel(fault)
+                raise fault
             results = [f.result() for f in futures]
         except BaseException:
             # Interrupted or failed: start no more variants; the steps already running

@@ -12,6 +12,7 @@ branch alone (DESIGN.md, "Faults")::
      │    ├── InvalidModelOutput   JSON that does not parse or validate, copy that drops a fact
      │    ├── InvalidImage         bytes that are not a usable picture
      │    └── PictureRejected      every attempt at a picture failed its check
+     ├── StepCancelled           a step stopped because another step already failed the run
      └── ConfigurationError      fails at once, with one line saying what and how to fix it
           ├── SettingsError        a bad setting or environment variable
           ├── BriefError           a brief that does not validate or cannot be read
@@ -68,6 +69,12 @@ class InvalidModelOutput(BadOutput):
 
 class InvalidImage(BadOutput):
     """Image output that does not decode or is not a usable picture."""
+
+
+class StepCancelled(HyperlocalError):
+    """A step stopped because the run had already failed elsewhere (never the run's cause)."""
+
+    label = "cancelled"
 
 
 class ConfigurationError(HyperlocalError):

@@ -1,0 +1,48 @@
+"""The command line's account of what the models did: one line per model step, then why.
+
+Read from the manifest's step records (``StepRecord.work``): requests sent, tokens in
+and out, time, how the answer was held to its schema, each re-ask with its reason,
+each retried fault, and notes (a probe's verdict, a text cut to fit).
+"""
+
+from __future__ import annotations
+
+from hyperlocal.models import RunManifest, StepRecord
+
+STEP_NAMES = {"write_copy": "copy", "direct_art": "art direction", "check_image": "check"}
+
+
+def _step_label(record: StepRecord) -> str:
+    name = STEP_NAMES.get(record.step, record.step)
+    return f"variant {record.variant} {name}" if record.variant is not None else name
+
+
+def work_lines(manifest: RunManifest) -> list[tuple[str, str]]:
+    """Return ``(kind, text)`` lines of each computed model step; kinds: info, note, warning.
+
+    Steps that sent no model request (builtin, cached) get a line only when they
+    have notes (a text cut to fit). Never raises.
+    """
+    lines: list[tuple[str, str]] = []
+    for record in manifest.steps:
+        work = record.work
+        if work is None or record.cached:
+            continue
+        label = _step_label(record)
+        if work.requests:
+            plural = "s" if work.requests != 1 else ""
+            estimated = " (estimated)" if work.tokens_estimated else ""
+            how = f", {work.structured_output}" if work.structured_output else ""
+            outcome = "failed" if record.error else "ok"
+            lines.append(
+                (
+                    "info",
+                    f"{label}: {work.writer}{how}: {work.requests} request{plural}, "
+                    f"{work.prompt_tokens} tokens in, {work.completion_tokens} out{estimated}, "
+                    f"{work.seconds:.1f} s, {outcome}",
+                )
+            )
+        lines += [("note", f"{label}: re-asked because {reason}") for reason in work.reasks]
+        lines += [("warning", f"{label}: retried after {fault}") for fault in work.retries]
+        lines += [("note", f"{label}: {note}") for note in work.notes]
+    return lines
