@@ -208,6 +208,10 @@ def test_a_passing_fault_is_retried_until_it_succeeds(
     outcome = flyer(brief=brief, variants=1, formats=["square"], assets_from=str(BRIEF_FILE.parent))
     assert flaky.calls == 3
     assert (outcome.folder / "variant_01_square.png").is_file()
+    # The step's record keeps the faults its earlier attempts were retried after.
+    (step,) = [s for s in outcome.manifest.steps if s.step == "write_copy"]
+    assert step.work is not None
+    assert step.work.retries == ["connection refused by 127.0.0.1:9"] * 2
 
 
 def test_a_configuration_error_is_not_retried(
