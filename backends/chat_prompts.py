@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -214,6 +215,23 @@ class PromptBudget:
         return count_messages(messages, self.counter) + self.max_output <= self.context_window
 
 
+#: Unicode categories a flyer's words never need: symbols (emoji, dingbats), private-use
+#: and unassigned code points. The prompt forbids emoji; this makes the rule checkable,
+#: so a model that adds one is asked again instead of failing the typesetting.
+_NOT_WORDS = {"So", "Co", "Cn", "Cs"}
+
+
+def symbol_problems(draft: CopyDraft) -> list[str]:
+    """Return each written text that holds an emoji, symbol or unassigned character."""
+    problems = []
+    for where, text in draft.written_runs().items():
+        found = sorted({c for c in text if unicodedata.category(c) in _NOT_WORDS})
+        if found:
+            shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in found[:3])
+            problems.append(f"{where} contains {shown}: write words only, no emoji or symbols")
+    return problems
+
+
 def _note_trims(log: WorkLog | None, fitted: FittedChat, context_window: int) -> None:
     if log is not None:
         for name in fitted.trimmed:
@@ -245,7 +263,7 @@ def request_copy(
         lambda messages: ask(messages, CopyDraft),
         fitted.messages,
         CopyDraft,
-        lambda draft: contradictions(draft, request.brief),
+        lambda draft: contradictions(draft, request.brief) + symbol_problems(draft),
         attempts=budget.attempts,
         fits=budget.fits,
         log=log,

@@ -115,3 +115,12 @@ def test_copy_restating_the_brief_passes_and_a_shifted_day_or_hour_is_caught(
     assert f"gives the time '{later:%I%p}'" in found
     assert f"names {later:%A}" in found
     assert "gives the date" in found
+
+
+def test_emoji_and_symbols_in_written_copy_are_named_for_a_re_ask() -> None:
+    from backends.chat_prompts import symbol_problems
+
+    (problem,) = symbol_problems(draft(headline="Fresh bread 🍞 today ✨"))
+    assert problem.startswith("headline contains '✨' (U+2728), '🍞' (U+1F35E)")
+    assert "no emoji" in problem
+    assert symbol_problems(draft(headline="Pain frais, Łódź — 12 €")) == []

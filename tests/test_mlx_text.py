@@ -16,7 +16,7 @@ from backends.loaded_models import LoadedModels, shared_models
 from backends.mlx_text import MlxTextBackend
 from backends.work_log import WorkLog
 from hyperlocal.errors import ConfigurationError, InvalidModelOutput
-from hyperlocal.models import Brief
+from hyperlocal.models import Brief, WrittenCopy
 from hyperlocal.settings import TextSettings, load_settings
 from tests.tiny_models import build_tiny_mlx_lm
 
@@ -200,3 +200,35 @@ def test_a_flow_run_without_fallback_fails_with_one_line(
     assert lines[0].startswith("bad model output: no valid CopyDraft after 3 attempts")
     assert "Traceback" not in result.stdout + result.stderr
     assert not (isolated_env / "output" / "flyer_runs").exists()
+
+
+@pytest.mark.slow
+def test_a_submitted_copy_step_reports_its_answer_growing_token_by_token(
+    prefect_env: str, mlx_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Submitted like FlyerRun submits it (a task-runner thread), the step still reaches
+    # the command line's progress listener with the tokens of its growing answer.
+    from prefect import flow
+
+    from tasks.copywriting import write_copy
+    from tasks.progress import ProgressEvent, progress_listener
+
+    monkeypatch.setenv("HYPERLOCAL_TEXT__MAX_TOKENS", "3000")
+
+    @flow
+    def copy_only() -> WrittenCopy:
+        request = CopyRequest(brief=BRIEF, variant=2, variants=2)
+        return write_copy.submit(request, load_settings()).result()
+
+    events: list[ProgressEvent] = []
+    token = progress_listener.set(events.append)
+    try:
+        written = copy_only()
+    finally:
+        progress_listener.reset(token)
+    grown = [e.tokens for e in events if e.state == "tokens"]
+    assert len(grown) >= 2
+    assert grown == sorted(grown)
+    assert {(e.step, e.variant) for e in events} == {("write_copy", 2)}
+    assert written.work.writer.startswith("mlx:")
+    assert written.work.completion_tokens >= grown[-1]
