@@ -44,6 +44,7 @@ from hyperlocal.models import (
     AttemptRecord,
     BackendIdentity,
     Brief,
+    CheckedPicture,
     DirectedArt,
     FlyerCopy,
     FormatRecord,
@@ -217,7 +218,7 @@ class FlyerRun:
             )
             raise
         cached = future.state.name == "Cached"
-        work = value.work if isinstance(value, WrittenCopy | DirectedArt) else None
+        work = value.work if isinstance(value, WrittenCopy | DirectedArt | CheckedPicture) else None
         self._record(name, variant, format_name, attempt, cached, started, work=work)
         _notify(
             ProgressEvent(
@@ -335,7 +336,7 @@ class FlyerRun:
                     min_score=settings.qc.min_score,
                 )
                 try:
-                    report = self._step(
+                    checked: CheckedPicture = self._step(
                         self.steps.check_image,
                         check,
                         settings,
@@ -343,6 +344,7 @@ class FlyerRun:
                         format_name=fmt.name,
                         attempt=attempt,
                     )
+                    report = checked.report
                 except (PassingFault, InvalidModelOutput) as exc:
                     # Down after its retries, or no valid verdict after its re-asks.
                     if settings.qc.on_unavailable == "fail":
@@ -534,8 +536,8 @@ class FlyerRun:
         for record in steps:
             role = STEP_ROLES.get(record.step)
             if role in model_calls and not record.cached:
-                # A text step counts the model requests it sent (re-asks too); a builtin
-                # step and the picture steps count one call each.
+                # A model step counts the requests it sent (re-asks too); a builtin step
+                # and the painting step count one call each.
                 model_calls[role] += (record.work.requests if record.work else 0) or 1
         slug = slugify(f"{self.brief.business} {self.brief.event}")
         manifest = RunManifest(

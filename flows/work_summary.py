@@ -14,6 +14,10 @@ STEP_NAMES = {"write_copy": "copy", "direct_art": "art direction", "check_image"
 
 def _step_label(record: StepRecord) -> str:
     name = STEP_NAMES.get(record.step, record.step)
+    if record.format:
+        name = f"{record.format} {name}"
+    if record.attempt and record.attempt > 1:
+        name = f"{name} (picture {record.attempt})"
     return f"variant {record.variant} {name}" if record.variant is not None else name
 
 

@@ -6,20 +6,22 @@ from prefect import task
 
 from backends import registry
 from backends.base import CheckRequest
-from hyperlocal.models import QCReport
+from hyperlocal.models import CheckedPicture
 from hyperlocal.settings import Settings
 from tasks.caching import backend_step_policy
 from tasks.log import step_logger
+from tasks.model_work import model_work
 
 
 @task(name="check_image", cache_policy=backend_step_policy("vision"), persist_result=True)
-def check_image(request: CheckRequest, settings: Settings) -> QCReport:
-    """Return the verdict on one picture from the vision backend.
+def check_image(request: CheckRequest, settings: Settings) -> CheckedPicture:
+    """Return the verdict on one picture from the vision backend, with the model work behind it.
 
     Raises the backend's faults (``PassingFault`` is retried by the task).
     """
     backend = registry.vision_backend(settings)
-    report = backend.check(request)
+    with model_work("check_image", None, backend.identity.label) as log:
+        report = backend.check(request, log)
     logger = step_logger()
     if report.passed:
         logger.info("picture seed %d passed QC (score %.1f)", request.image.seed, report.score)
@@ -30,4 +32,4 @@ def check_image(request: CheckRequest, settings: Settings) -> QCReport:
             report.score,
             "; ".join(report.reasons),
         )
-    return report
+    return CheckedPicture(report=report, work=log.record())

@@ -37,13 +37,14 @@ from hyperlocal.models.steps import (
     fact_problems,
     placed_facts,
 )
-from hyperlocal.models.work import DirectedArt, ModelWork, WrittenCopy
+from hyperlocal.models.work import CheckedPicture, DirectedArt, ModelWork, WrittenCopy
 
 __all__ = [
     "AttemptRecord",
     "BackendIdentity",
     "BrandKit",
     "Brief",
+    "CheckedPicture",
     "ChunkSyntax",
     "CopyDraft",
     "DirectedArt",

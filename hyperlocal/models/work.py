@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hyperlocal.models.steps import FlyerCopy, ImagePrompt
+from hyperlocal.models.steps import FlyerCopy, ImagePrompt, QCReport
 
 
 class ModelWork(BaseModel):
@@ -59,4 +59,13 @@ class DirectedArt(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     art: ImagePrompt
+    work: ModelWork
+
+
+class CheckedPicture(BaseModel):
+    """What the picture-check step returns: the verdict and the model work behind it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    report: QCReport
     work: ModelWork
