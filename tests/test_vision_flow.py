@@ -47,3 +47,12 @@ def test_a_picture_with_lettering_is_painted_again_and_both_attempts_recorded(
     assert record.chosen_attempt == 2
     assert record.qc_passed is True
     assert record.attempts[0].seed != record.attempts[1].seed
+    # Each check's model work is on record: the probe of the first, one request each.
+    checks = [s for s in manifest.steps if s.step == "check_image"]
+    assert [s.attempt for s in checks] == [1, 2]
+    works = [s.work for s in checks if s.work is not None]
+    assert len(works) == 2
+    assert all(w.writer == "openai:tiny-vl" for w in works)
+    assert works[1].requests == 1
+    assert works[0].requests >= 1
+    assert manifest.model_calls["vision"] == works[0].requests + works[1].requests
