@@ -10,13 +10,14 @@ URI in an ``image_url`` content part, and asked the fixed questions of
 
 The HTTP side is the text backend's (``OpenAITextBackend``): the same httpx client
 setup, streaming with a silence deadline (``timeout_s`` is the longest wait for a
-token), the structured-output probe of ``backends.server_structured`` remembered per
-server and model (a schema the server honours goes with each request; against one
-that ignores or refuses schemas the answer is extracted and re-asked as before),
-fault mapping and key scrubbing. ``_VisionChat`` reuses it by inheritance and
-changes three things: user messages may carry a picture, at most ``max_in_flight``
-requests are out at once (a vision server's memory bounds its batch; below that
-bound nothing waits), and an overflowing context names the picture budget.
+token; ``backends.chat_exchange``), the structured-output probe of
+``backends.server_structured`` remembered per server and model (a schema the server
+honours goes with each request; against one that ignores or refuses schemas the
+answer is extracted and re-asked as before), fault mapping and key scrubbing
+(``backends.chat_faults``). ``_VisionChat`` reuses it by inheritance and changes
+three things: user messages may carry a picture, at most ``max_in_flight`` requests
+are out at once (a vision server's memory bounds its batch; below that bound nothing
+waits), and an overflowing context names the picture budget.
 """
 
 from __future__ import annotations
