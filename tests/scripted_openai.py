@@ -316,6 +316,7 @@ class ScriptedOpenAI(BackgroundHTTPServer):
                     and wants_stream
                     and reply.status == 200
                     and isinstance(reply.body, dict)
+                    and self._streamable(reply.body)
                 ):
                     record.streamed = True
                     server._generation(+1)
@@ -385,6 +386,22 @@ class ScriptedOpenAI(BackgroundHTTPServer):
                     "model": "scripted",
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                 }
+
+            @staticmethod
+            def _streamable(body: dict[str, Any]) -> bool:
+                """Whether a 200 body can be sent as events: an error or a choice to stream.
+
+                A malformed body (no choices: what a lying server sends) goes out as it is.
+                """
+                if body.get("error"):
+                    return True
+                choices = body.get("choices")
+                return (
+                    isinstance(choices, list)
+                    and bool(choices)
+                    and isinstance(choices[0], dict)
+                    and isinstance(choices[0].get("message"), dict)
+                )
 
             def _stream(self, reply: Reply, request: dict[str, Any]) -> Ending:
                 assert isinstance(reply.body, dict)
