@@ -26,7 +26,7 @@ from backends.structured_output import ask_structured
 from backends.work_log import WorkLog
 from hyperlocal.errors import ConfigurationError
 from hyperlocal.fact_scan import contradictions
-from hyperlocal.models import Brief, CopyDraft, FlyerCopy, ImagePrompt
+from hyperlocal.models import ArtDraft, Brief, CopyDraft, FlyerCopy, ImagePrompt
 from hyperlocal.prompts.llm_tokens import ChatMessage, TextTokenCounter, count_messages
 from hyperlocal.text import clip_words
 
@@ -65,8 +65,8 @@ Rules:
 - Put what must never appear in "negative" (always text, letters and watermarks)."""
 
 #: The art direction's fields in words, for a model held to the schema anyway.
-ART_FIELDS = """Answer with one JSON object: "phrases" and "negative", lists of objects with
-"text", "role" and "priority"."""
+ART_FIELDS = """Answer with one JSON object: "phrases" (at most 8) and "negative" (at most 6),
+lists of objects with "text", "role" and "priority"."""
 
 #: For a model whose answer nothing holds to the schema: the schema itself, in the prompt.
 SCHEMA_FORMAT = """Answer with one JSON object and nothing else, matching this JSON schema:
@@ -126,7 +126,7 @@ def art_messages(
     return [
         ChatMessage(
             role="system",
-            content=ART_SYSTEM.format(format=_format(ART_FIELDS, ImagePrompt, schema_in_prompt)),
+            content=ART_SYSTEM.format(format=_format(ART_FIELDS, ArtDraft, schema_in_prompt)),
         ),
         ChatMessage(
             role="user",
@@ -283,11 +283,12 @@ def request_art(
         counter=budget.counter,
     )
     _note_trims(log, fitted, budget.context_window)
-    return ask_structured(
-        lambda messages: ask(messages, ImagePrompt),
+    draft = ask_structured(
+        lambda messages: ask(messages, ArtDraft),
         fitted.messages,
-        ImagePrompt,
+        ArtDraft,
         attempts=budget.attempts,
         fits=budget.fits,
         log=log,
     )
+    return draft.prompt()

@@ -62,8 +62,10 @@ if TYPE_CHECKING:
 INSTALL_HINT = "pip install 'hyperlocal[mlx]'"
 
 #: Characters a string may not contain: Unicode category Cc and the line/paragraph
-#: separators (what ``hyperlocal.text.control_characters`` refuses).
-_CONTROL = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029"
+#: separators (what ``hyperlocal.text.control_characters`` refuses), and symbols (So:
+#: emoji, dingbats), private-use and unassigned code points, which no flyer's words
+#: need and which the copy check (``chat_prompts.symbol_problems``) would refuse.
+_CONTROL = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\p{So}\\p{Co}\\p{Cn}"
 _INNER = f"[^{_CONTROL}]"
 _EDGE = f"[^\\s{_CONTROL}]"
 #: A string with no control characters and no whitespace at either end (may be empty).

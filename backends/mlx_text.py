@@ -13,6 +13,7 @@ re-ask is only ever for content.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,7 @@ class MlxTextBackend:
         max_tokens: int,
         answer_type: type[BaseModel] | None = None,
         log: WorkLog | None = None,
+        seed: int | None = None,
     ) -> str:
         """Return the model's answer, held to ``answer_type``'s JSON schema when given.
 
@@ -171,11 +173,11 @@ class MlxTextBackend:
             else None
         )
         pieces: list[str] = []
-        prompt_tokens = generated = 0
+        prompt_tokens = generated = reported = 0
         started = time.perf_counter()
         with loaded.lock:
             # The seed is set under the lock so each answer depends only on its prompt.
-            mx.random.seed(self.seed)
+            mx.random.seed(self.seed if seed is None else seed)
             for response in _mlx_lm().stream_generate(
                 model,
                 tokenizer,
@@ -186,7 +188,8 @@ class MlxTextBackend:
             ):
                 pieces.append(response.text)
                 prompt_tokens, generated = response.prompt_tokens, response.generation_tokens
-                if log is not None and generated % PROGRESS_EVERY == 0:
+                if log is not None and generated >= reported + PROGRESS_EVERY:
+                    reported = generated
                     log.tokens(generated)
         if log is not None:
             log.request(prompt_tokens, generated, time.perf_counter() - started)
@@ -225,8 +228,13 @@ class MlxTextBackend:
         )
 
     def _asker(self, log: WorkLog | None) -> AskModel:
+        # Each answer of a conversation gets the next seed: a re-ask sampled with the
+        # first answer's seed tends to repeat its mistake. Still the same for every run.
+        answers = itertools.count()
+
         def ask(messages: list[ChatMessage], answer_type: type[BaseModel]) -> str:
-            return self._generate(messages, self.max_tokens, answer_type, log)
+            seed = self.seed + next(answers)
+            return self._generate(messages, self.max_tokens, answer_type, log, seed)
 
         return ask
 

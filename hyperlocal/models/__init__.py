@@ -16,6 +16,7 @@ from hyperlocal.models.manifest import (
     VariantRecord,
 )
 from hyperlocal.models.steps import (
+    ArtDraft,
     BackendIdentity,
     ChunkSyntax,
     CopyDraft,
@@ -40,6 +41,7 @@ from hyperlocal.models.steps import (
 from hyperlocal.models.work import CheckedPicture, DirectedArt, ModelWork, WrittenCopy
 
 __all__ = [
+    "ArtDraft",
     "AttemptRecord",
     "BackendIdentity",
     "BrandKit",

@@ -160,6 +160,21 @@ class ImagePrompt(BaseModel):
         return ", ".join(p.text for p in self.negative)
 
 
+class ArtDraft(ImagePrompt):
+    """Art direction as a model is asked to write it: a few phrases, not an endless list.
+
+    The schema a model is held to: without a bound, a small model under constrained
+    decoding repeats one phrase until ``max_tokens`` cuts the answer off.
+    """
+
+    phrases: list[PromptPhrase] = Field(min_length=1, max_length=8)
+    negative: list[PromptPhrase] = Field(default_factory=list, max_length=6)
+
+    def prompt(self) -> ImagePrompt:
+        """Return the art direction as the steps take it."""
+        return ImagePrompt(phrases=self.phrases, negative=self.negative)
+
+
 WeightSyntax = Literal["none", "a1111", "compel"]
 ChunkSyntax = Literal["none", "a1111", "compel"]
 LongPrompts = Literal["fit", "chunk"]
