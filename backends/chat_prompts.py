@@ -65,8 +65,8 @@ Rules:
 - Put what must never appear in "negative" (always text, letters and watermarks)."""
 
 #: The art direction's fields in words, for a model held to the schema anyway.
-ART_FIELDS = """Answer with one JSON object: "phrases" (at most 8) and "negative" (at most 6),
-lists of objects with "text", "role" and "priority"."""
+ART_FIELDS = """Answer with one JSON object: "phrases" (at most 6) and "negative" (at most 4),
+lists of objects with "text" (a few words), "role" and "priority"."""
 
 #: For a model whose answer nothing holds to the schema: the schema itself, in the prompt.
 SCHEMA_FORMAT = """Answer with one JSON object and nothing else, matching this JSON schema:

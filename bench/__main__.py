@@ -57,6 +57,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         requires=("mlx", "mlx_lm"), quick=("--variants", "4", "--max-tokens", "16")
     ),
     "constrained_decoding": Benchmark(requires=("mlx", "mlx_lm"), quick=("--tokens", "64")),
+    # A real model (built once from a PyPI wheel, ~35 s): ~100 s a brief on a 2-core CPU.
+    "real_model_copy": Benchmark(
+        requires=("mlx", "mlx_lm", "gguf", "torch", "transformers"),
+        quick=("--briefs", "1"),
+        note="SmolLM2-135M-Instruct in process; first-try validity and prompt tokens",
+    ),
     "vision_concurrency": Benchmark(
         requires=("mlx", "mlx_vlm"), quick=("--pictures", "8", "--max-tokens", "16")
     ),

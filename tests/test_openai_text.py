@@ -233,7 +233,7 @@ def test_art_direction_comes_back_as_an_image_prompt() -> None:
         request = ArtRequest(brief=BRIEF, copy=FULL_COPY, variant=1)
         art = backend(server.url).direct_art(request)
     assert art == ImagePrompt.model_validate(ART)
-    assert server.chat_requests[0].body["response_format"]["json_schema"]["name"] == "ImagePrompt"
+    assert server.chat_requests[0].body["response_format"]["json_schema"]["name"] == "ArtDraft"
 
 
 # -- structured output probing --------------------------------------------------------------

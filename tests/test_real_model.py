@@ -22,62 +22,22 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from backends.base import ArtRequest, CopyRequest
-from backends.mlx_text import MlxTextBackend
-from backends.work_log import WorkLog
 from hyperlocal.briefs.loading import load_brief
-from hyperlocal.models import Brief
-from hyperlocal.settings import TextSettings
+from hyperlocal.models import RunManifest
 from tests.real_models import real_smollm2_mlx  # noqa: F401 (a fixture)
 from tests.servers import mlx_lm_server
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BAKERY = PROJECT_ROOT / "examples" / "briefs" / "bakery.toml"
-#: Enough for a valid copy draft or art direction held to its schema; every token ~0.15 s.
-MAX_TOKENS = 200
+#: Room for the longest copy draft or art direction this model writes under its schema
+#: (an answer ends when its JSON closes, usually well before); every token ~0.15 s.
+MAX_TOKENS = 400
 
 pytestmark = pytest.mark.slow
 
 
-def _short_bakery() -> Brief:
-    """The example brief without its longer optional fields: every prompt token costs 0.1 s."""
-    brief = load_brief(BAKERY, allowed_dirs=[PROJECT_ROOT / "examples"])
-    return brief.model_copy(update={"details": "", "audience": "", "url": None})
-
-
 def _flat(text: str) -> str:
     return " ".join(text.split())
-
-
-def _assert_first_try(log: WorkLog, step: str) -> None:
-    work = log.record()
-    assert work.requests == 1, f"{step}: {work.requests} requests: {work}"
-    assert not work.reasks, f"{step}: re-asked: {work.reasks}"
-
-
-def test_the_real_model_writes_valid_copy_and_art_on_the_first_try(
-    real_smollm2_mlx: Path,  # noqa: F811
-) -> None:
-    brief = _short_bakery()
-    backend = MlxTextBackend.from_settings(
-        TextSettings(kind="mlx", model=str(real_smollm2_mlx), max_tokens=MAX_TOKENS)
-    )
-
-    copy_log = WorkLog()
-    copy = backend.write_copy(CopyRequest(brief=brief, variant=1, variants=1), copy_log)
-    _assert_first_try(copy_log, "write_copy")
-    assert brief.date is not None
-    assert brief.time is not None
-    assert copy.where == brief.place
-    assert copy.price == brief.price
-    assert copy.when.startswith(brief.date)
-    assert brief.time in copy.when
-    assert copy.headline.strip()
-
-    art_log = WorkLog()
-    art = backend.direct_art(ArtRequest(brief=brief, copy=copy, variant=1), art_log)
-    _assert_first_try(art_log, "direct_art")
-    assert art.phrases
 
 
 def _run_flyer(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -107,7 +67,19 @@ def test_a_flyer_from_the_real_model_prints_the_briefs_facts_verbatim(
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Traceback" not in output
-    (pdf,) = (isolated_env / "output" / "flyer_runs").glob("*/*.pdf")
+    (folder,) = (isolated_env / "output" / "flyer_runs").iterdir()
+    # Held to their schemas, both answers of the weak model were valid on the first try:
+    # one request each, no re-ask, and the words on the flyer are the model's.
+    manifest = RunManifest.model_validate_json((folder / "manifest.json").read_text())
+    (variant,) = manifest.variants
+    assert variant.copy_writer.startswith("mlx:")
+    assert variant.art_writer.startswith("mlx:")
+    assert variant.text_fallbacks == []
+    for step in ("write_copy", "direct_art"):
+        (record,) = [r for r in manifest.steps if r.step == step]
+        assert record.work is not None
+        assert (record.work.requests, record.work.reasks) == (1, []), (step, record.work)
+    (pdf,) = folder.glob("*.pdf")
     text = _flat(pypdf.PdfReader(pdf).pages[0].extract_text())
     brief = load_brief(BAKERY, allowed_dirs=[PROJECT_ROOT / "examples"])
     for name, fact in brief.facts().items():

@@ -160,19 +160,35 @@ class ImagePrompt(BaseModel):
         return ", ".join(p.text for p in self.negative)
 
 
-class ArtDraft(ImagePrompt):
-    """Art direction as a model is asked to write it: a few phrases, not an endless list.
+class DraftPhrase(BaseModel):
+    """One phrase of art direction as a model writes it: short, and no emphasis weight."""
 
-    The schema a model is held to: without a bound, a small model under constrained
-    decoding repeats one phrase until ``max_tokens`` cuts the answer off.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    role: PhraseRole
+    priority: int = Field(ge=0, le=100, description="Higher is kept longer when fitting.")
+
+
+class ArtDraft(BaseModel):
+    """Art direction as a model is asked to write it: a few short phrases.
+
+    The schema a model is held to. Without bounds a small model under constrained
+    decoding repeated one phrase until ``max_tokens`` cut the answer off, and every
+    optional key (an emphasis weight) costs tokens a laptop pays for in seconds.
     """
 
-    phrases: list[PromptPhrase] = Field(min_length=1, max_length=8)
-    negative: list[PromptPhrase] = Field(default_factory=list, max_length=6)
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    phrases: list[DraftPhrase] = Field(min_length=1, max_length=6)
+    negative: list[DraftPhrase] = Field(default_factory=list, max_length=4)
 
     def prompt(self) -> ImagePrompt:
-        """Return the art direction as the steps take it."""
-        return ImagePrompt(phrases=self.phrases, negative=self.negative)
+        """Return the art direction as the steps take it (every weight 1.0)."""
+        return ImagePrompt(
+            phrases=[PromptPhrase(**p.model_dump()) for p in self.phrases],
+            negative=[PromptPhrase(**p.model_dump()) for p in self.negative],
+        )
 
 
 WeightSyntax = Literal["none", "a1111", "compel"]
