@@ -262,13 +262,12 @@ def run_flyer(variants: int, formats: Sequence[str]) -> FlowRun:
     from flows.flyer import flyer_flow
     from hyperlocal.briefs.loading import load_brief
     from hyperlocal.settings import load_settings
-    from tasks.progress import progress_listener
+    from tasks.progress import displayed
 
     settings = load_settings()
     brief = load_brief(BRIEF, {}, settings.asset_dirs)
     timeline = Timeline()
-    token = progress_listener.set(timeline)
-    try:
+    with displayed(timeline):
         started = time.perf_counter()
         outcome = flyer_flow(settings)(
             brief=brief,
@@ -277,8 +276,6 @@ def run_flyer(variants: int, formats: Sequence[str]) -> FlowRun:
             assets_from=str(BRIEF.parent),
         )
         ended = time.perf_counter()
-    finally:
-        progress_listener.reset(token)
     manifest = outcome.manifest
     return FlowRun(
         wall=ended - started,

@@ -408,4 +408,9 @@ def _main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module, not this __main__ copy of it: on Dask, Prefect sends
+    # the flow along with every task, and a flow defined in __main__ would be pickled
+    # by value with every global it names (a context variable cannot be pickled).
+    from flows.batch import main as importable_main
+
+    sys.exit(importable_main())

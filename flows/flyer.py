@@ -42,7 +42,7 @@ from hyperlocal.models import Brief
 from hyperlocal.resources import example_brief
 from hyperlocal.settings import ProfileName, Settings, load_settings
 from tasks.artifacts import artifact_key, expected_steps, publish_run_artifacts, tracked_progress
-from tasks.progress import progress_listener
+from tasks.progress import displayed, progress_listener
 from tasks.publishing import PublishedRun
 
 
@@ -83,8 +83,9 @@ def make_flyers(brief: Brief, settings: Settings, fresh: bool = False) -> Publis
     """Run one brief inside the current flow run, with its progress and result artifacts.
 
     The flow's body calls this module-level function: on Dask, Prefect ships the
-    flow's function to the workers by value with the globals it names, and the
-    progress contextvar used here cannot be pickled. Raises what ``FlyerRun`` raises.
+    flow's function to the workers by value with the globals it names. The command
+    line's display is not in any context that travels (``tasks.progress.displayed``).
+    Raises what ``FlyerRun`` raises.
     """
     # Progress artifact first, so the UI shows the run from its start; the CLI's
     # listener keeps getting every step event. Artifacts never fail the run.
@@ -313,24 +314,25 @@ def _main(args: argparse.Namespace) -> int:
         brief_dir = brief_file.parent
         brief = load_brief(brief_file, overrides, settings.asset_dirs)
     started = time.perf_counter()
-    with RichProgress(console) as progress:
-        token = progress_listener.set(progress.on_event)
-        try:
-            outcome = flyer_flow(settings)(
-                brief=brief,
-                profile=args.profile,
-                variants=args.variants,
-                formats=args.formats,
-                print_ready=args.print_ready,
-                crop_marks=args.crop_marks,
-                fresh=args.fresh,
-                assets_from=str(brief_dir.resolve()),
-            )
-        finally:
-            progress_listener.reset(token)
+    with RichProgress(console) as progress, displayed(progress.on_event):
+        outcome = flyer_flow(settings)(
+            brief=brief,
+            profile=args.profile,
+            variants=args.variants,
+            formats=args.formats,
+            print_ready=args.print_ready,
+            crop_marks=args.crop_marks,
+            fresh=args.fresh,
+            assets_from=str(brief_dir.resolve()),
+        )
     report(console, outcome, time.perf_counter() - started)
     return EXIT_OK
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module, not this __main__ copy of it: on Dask, Prefect sends
+    # the flow along with every task, and a flow defined in __main__ would be pickled
+    # by value with every global it names (a context variable cannot be pickled).
+    from flows.flyer import main as importable_main
+
+    sys.exit(importable_main())

@@ -1,14 +1,21 @@
 """Progress events of a run: steps starting and finishing, tokens arriving.
 
-The command line sets ``progress_listener`` for the run; the flow's variant threads
-and the tasks' threads inherit it with their context and report through ``notify``.
-A run with no listener (the Prefect UI, a schedule, a test) reports to nobody.
+Two kinds of listener hear them. A display in this process (the command line's
+progress lines) registers with ``displayed``: it lives in a process-wide list, never
+in a task's context, because a task shipped to a Dask worker is pickled with its
+context and a display (a console, a lock, a live terminal) cannot be. The run's
+progress artifact sets ``progress_listener``, a context variable that the flow's
+variant threads inherit (it pickles: it only holds the artifact's numbers).
+``notify`` hands each event to both. A task running on another machine reports to
+nobody there; its steps still start and finish in the flow's own threads.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 from pydantic import BaseModel
@@ -27,27 +34,47 @@ class ProgressEvent(BaseModel):
 
 
 ProgressListener = Callable[[ProgressEvent], None]
-#: Set by the command line to draw progress; threads inherit it with their context.
+#: Set by the run's progress artifact; the variant threads inherit it with their context.
 progress_listener: contextvars.ContextVar[ProgressListener | None] = contextvars.ContextVar(
     "progress_listener", default=None
 )
+#: Displays in this process (``displayed``): never part of a context that travels.
+_displays: list[ProgressListener] = []
+_displays_lock = threading.Lock()
+
+
+@contextmanager
+def displayed(listener: ProgressListener) -> Iterator[None]:
+    """Send every progress event of this process to ``listener`` while the block runs."""
+    with _displays_lock:
+        _displays.append(listener)
+    try:
+        yield
+    finally:
+        with _displays_lock:
+            _displays.remove(listener)
+
+
+def _listeners() -> list[ProgressListener]:
+    with _displays_lock:
+        found = list(_displays)
+    context = progress_listener.get()
+    return [*found, context] if context is not None else found
 
 
 def notify(event: ProgressEvent) -> None:
-    """Hand ``event`` to the run's listener, if there is one; never raises for a missing one."""
-    listener = progress_listener.get()
-    if listener is not None:
+    """Hand ``event`` to every display of this process and to the run's listener, if any."""
+    for listener in _listeners():
         listener(event)
 
 
 def token_reporter(step: str, variant: int | None) -> Callable[[int], None] | None:
     """Return a callback that reports a growing answer's token count, or None with no listener."""
-    listener = progress_listener.get()
-    if listener is None:
+    if not _listeners():
         return None
 
     def report(tokens: int) -> None:
-        listener(
+        notify(
             ProgressEvent(variant=variant, format=None, step=step, state="tokens", tokens=tokens)
         )
 

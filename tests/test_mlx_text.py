@@ -211,7 +211,7 @@ def test_a_submitted_copy_step_reports_its_answer_growing_token_by_token(
     from prefect import flow
 
     from tasks.copywriting import write_copy
-    from tasks.progress import ProgressEvent, progress_listener
+    from tasks.progress import ProgressEvent, displayed
 
     monkeypatch.setenv("HYPERLOCAL_TEXT__MAX_TOKENS", "3000")
 
@@ -221,11 +221,8 @@ def test_a_submitted_copy_step_reports_its_answer_growing_token_by_token(
         return write_copy.submit(request, load_settings()).result()
 
     events: list[ProgressEvent] = []
-    token = progress_listener.set(events.append)
-    try:
+    with displayed(events.append):
         written = copy_only()
-    finally:
-        progress_listener.reset(token)
     grown = [e.tokens or 0 for e in events if e.state == "tokens"]
     assert len(grown) >= 2
     assert grown[1] > grown[0]
