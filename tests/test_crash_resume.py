@@ -26,6 +26,7 @@ import pytest
 from backends.base import ArtRequest, CopyRequest
 from backends.builtin_text import BuiltinCopywriter
 from hyperlocal.briefs.loading import load_brief
+from hyperlocal.models import RunManifest
 from hyperlocal.modelstore.server_process import RunningServer
 from tests.conftest import PROJECT_ROOT
 from tests.servers import free_port, model_server
@@ -66,7 +67,7 @@ def _saved_text_steps(results: Path) -> int:
         for path in results.iterdir()
         if path.is_file()
     ]
-    return sum(kind in ("FlyerCopy", "ImagePrompt") for kind in kinds)
+    return sum(kind in ("WrittenCopy", "DirectedArt") for kind in kinds)
 
 
 def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -141,10 +142,18 @@ def test_a_killed_server_fails_the_run_clearly_and_the_rerun_redoes_only_the_res
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     counted = re.search(r"model calls: text (\d+)", resumed.stdout)
     assert counted, resumed.stdout
-    # What the flow says it asked is what the restarted server was asked ...
+    # What the flow says it asked (structured-output probes included) is what the
+    # restarted server was asked ...
     assert int(counted.group(1)) == asked_after
-    # ... and only the text steps that had not finished before the crash were asked again.
-    assert finished_before + asked_after == TEXT_STEPS
+    # ... and only the text steps that had not finished before the crash were computed.
+    manifest = RunManifest.model_validate_json(
+        next((tmp_path / "output").rglob("manifest.json")).read_text()
+    )
+    text_steps = [s for s in manifest.steps if s.step in ("write_copy", "direct_art")]
+    computed = [s for s in text_steps if not s.cached]
+    assert len(text_steps) == TEXT_STEPS
+    assert finished_before + len(computed) == TEXT_STEPS
+    assert sum(s.work.requests for s in computed if s.work) == asked_after
     print(
         f"\nserver killed after {finished_before} of {TEXT_STEPS} text steps finished "
         f"({asked_before} requests reached it); the rerun asked {asked_after}"
