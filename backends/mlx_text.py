@@ -38,6 +38,8 @@ from hyperlocal.settings import TextSettings
 
 ATTEMPTS = 3
 DEFAULT_TEMPERATURE = 0.7
+#: How far apart the sampling seeds of two variants are (a prime, so runs never meet).
+VARIANT_SEED_STRIDE = 7919
 #: Tokens between progress reports of a growing answer.
 PROGRESS_EVERY = 8
 #: How answers are held to their schema here (the manifest and --check say it).
@@ -206,11 +208,13 @@ class MlxTextBackend:
         The answer is generated under the draft's JSON schema, so it always parses;
         only content (a fact the brief does not back) is ever asked again.
         """
-        return request_copy(self._asker(log), request, self._budget(), self._started(log))
+        asker = self._asker(log, request.variant)
+        return request_copy(asker, request, self._budget(), self._started(log))
 
     def direct_art(self, request: ArtRequest, log: WorkLog | None = None) -> ImagePrompt:
         """Return the art direction of one variant; raises ``InvalidModelOutput`` after 3 tries."""
-        return request_art(self._asker(log), request, self._budget(), self._started(log))
+        asker = self._asker(log, request.variant)
+        return request_art(asker, request, self._budget(), self._started(log))
 
     def _started(self, log: WorkLog | None) -> WorkLog | None:
         if log is not None:
@@ -227,10 +231,12 @@ class MlxTextBackend:
             schema_in_prompt=False,
         )
 
-    def _asker(self, log: WorkLog | None) -> AskModel:
-        # Each answer of a conversation gets the next seed: a re-ask sampled with the
-        # first answer's seed tends to repeat its mistake. Still the same for every run.
-        answers = itertools.count()
+    def _asker(self, log: WorkLog | None, variant: int) -> AskModel:
+        # Each variant samples from its own seed (a small model given the same seed and
+        # nearly the same prompt writes the same words for every variant), and each
+        # answer of a conversation from the next one (a re-ask sampled like the first
+        # answer tends to repeat its mistake). Still the same for every run.
+        answers = itertools.count(VARIANT_SEED_STRIDE * (variant - 1))
 
         def ask(messages: list[ChatMessage], answer_type: type[BaseModel]) -> str:
             seed = self.seed + next(answers)
