@@ -23,6 +23,8 @@ from hyperlocal.prompts.llm_tokens import ChatMessage
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+#: How the work log's note of a step's final rejection begins.
+FINAL_REJECTION = "rejected after "
 #: Characters of a rejected answer quoted in the final error (it must stay one line).
 QUOTE_CHARS = 120
 #: Characters of a rejection reason sent back to the model or put in an error.
@@ -191,7 +193,7 @@ def ask_structured(
                 log.reask(one_line(reason, REASON_CHARS))
             conversation = _reask(messages, answer, reason, fits)
     if log is not None:
-        log.note(f"rejected after {attempts} answers: {one_line(reason, REASON_CHARS)}")
+        log.note(f"{FINAL_REJECTION}{attempts} answers: {one_line(reason, REASON_CHARS)}")
     quoted = one_line(answer, QUOTE_CHARS) if answer.strip() else "nothing usable"
     raise InvalidModelOutput(
         f"no valid {model_type.__name__} after {attempts} attempts: the model returned "

@@ -7,6 +7,9 @@ each retried fault, and notes (a probe's verdict, a text cut to fit).
 
 from __future__ import annotations
 
+from collections import Counter
+
+from backends.structured_output import FINAL_REJECTION
 from hyperlocal.models import RunManifest, StepRecord
 
 STEP_NAMES = {"write_copy": "copy", "direct_art": "art direction", "check_image": "check"}
@@ -46,7 +49,13 @@ def work_lines(manifest: RunManifest) -> list[tuple[str, str]]:
                     f"{work.seconds:.1f} s, {outcome}",
                 )
             )
-        lines += [("note", f"{label}: re-asked because {reason}") for reason in work.reasks]
-        lines += [("warning", f"{label}: retried after {fault}") for fault in work.retries]
-        lines += [("note", f"{label}: {note}") for note in work.notes]
+        for reason, times in Counter(work.reasks).items():
+            again = "re-asked" if times == 1 else f"re-asked {times} times"
+            lines.append(("note", f"{label}: {again} because {reason}"))
+        for fault, times in Counter(work.retries).items():
+            again = "retried" if times == 1 else f"retried {times} times"
+            lines.append(("warning", f"{label}: {again} after {fault}"))
+        # A step's final rejection is already the run's error or its fallback's warning.
+        notes = [n for n in work.notes if not (record.error and n.startswith(FINAL_REJECTION))]
+        lines += [("note", f"{label}: {note}") for note in notes]
     return lines

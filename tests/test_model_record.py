@@ -91,6 +91,6 @@ def test_a_context_overflow_ends_in_builtin_flyers_with_every_request_on_record(
     assert saved["steps"][0]["work"]["requests"] >= 3
     # The command line says what happened, one line each.
     out = result.stdout
-    assert "re-asked because" in out
+    assert "re-asked 2 times because the conversation outgrew" in out
     assert "the builtin copywriter took over" in out
     assert out.count("variant 1 copy: openai:test-model") == 1
