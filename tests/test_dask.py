@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import pytest
 pytest.importorskip("prefect_dask")
 
 from flows.batch import batch
+from tests.flyer_command import run_flyer
 
 pytestmark = pytest.mark.slow
 
@@ -79,26 +78,18 @@ def test_a_batch_runs_its_steps_on_a_two_worker_local_dask_cluster(
             assert done >= STEPS_PER_BRIEF, done
 
 
-def _flyer_on_dask(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _flyer_on_dask(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the README's single-brief Dask command; return how it ended."""
-    command = [sys.executable, "-m", "flows.flyer", "--variants", "1", "--format", "square"]
-    return subprocess.run(
-        command,
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "HYPERLOCAL_TASK_RUNNER": "dask", "COLUMNS": "200", **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    dask = {"HYPERLOCAL_TASK_RUNNER": "dask", "COLUMNS": "200", **env}
+    return run_flyer("--variants", "1", "--format", "square", env=dask)
 
 
 def test_one_brief_from_the_command_line_runs_on_a_local_dask_cluster(
-    prefect_env: str, isolated_env: Path, tmp_path: Path
+    prefect_env: str, isolated_env: Path
 ) -> None:
     # The command as the README gives it: the progress display must not travel with the
     # tasks to the workers (it cannot be pickled), yet the run shows its progress.
-    result = _flyer_on_dask({"HYPERLOCAL_DASK_WORKERS": "2"}, tmp_path)
+    result = _flyer_on_dask({"HYPERLOCAL_DASK_WORKERS": "2"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Done in" in result.stdout
     (folder,) = (isolated_env / "output" / "flyer_runs").iterdir()
@@ -106,14 +97,14 @@ def test_one_brief_from_the_command_line_runs_on_a_local_dask_cluster(
 
 
 def test_one_brief_from_the_command_line_runs_on_a_dask_scheduler_address(
-    prefect_env: str, isolated_env: Path, tmp_path: Path
+    prefect_env: str, isolated_env: Path
 ) -> None:
     from distributed import LocalCluster
 
     # A scheduler already running (this test's), as a team would run one for many runs.
     with LocalCluster(n_workers=1, processes=True, dashboard_address=None) as cluster:
         before = cluster.scheduler.transition_counter
-        result = _flyer_on_dask({"HYPERLOCAL_DASK_ADDRESS": cluster.scheduler_address}, tmp_path)
+        result = _flyer_on_dask({"HYPERLOCAL_DASK_ADDRESS": cluster.scheduler_address})
         transitions = cluster.scheduler.transition_counter - before
     assert result.returncode == 0, result.stdout + result.stderr
     (folder,) = (isolated_env / "output" / "flyer_runs").iterdir()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +11,7 @@ from backends.base import CopyRequest
 from backends.openai_text import OpenAITextBackend
 from hyperlocal.errors import InvalidModelOutput
 from hyperlocal.models import Brief
+from tests.flyer_command import run_flyer
 from tests.servers import mlx_lm_server
 from tests.tiny_models import build_tiny_mlx_lm
 
@@ -53,19 +51,8 @@ def test_junk_from_a_real_server_ends_in_the_bounded_failure(server: str, tiny_m
     assert backend.structured_output() != "not probed"
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flows.flyer", *args],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_check_reports_the_running_server_and_its_models(server: str, tiny_model: Path) -> None:
-    result = _cli(
+    result = run_flyer(
         "--check",
         env={"HYPERLOCAL_TEXT__BASE_URL": server, "HYPERLOCAL_TEXT__MODEL": str(tiny_model)},
     )
@@ -77,7 +64,7 @@ def test_check_reports_the_running_server_and_its_models(server: str, tiny_model
 
 
 def test_check_reports_a_server_that_is_down() -> None:
-    result = _cli("--check", env={"HYPERLOCAL_TEXT__BASE_URL": "http://127.0.0.1:9/v1"})
+    result = run_flyer("--check", env={"HYPERLOCAL_TEXT__BASE_URL": "http://127.0.0.1:9/v1"})
     assert result.returncode == 1
     assert "unhealthy" in result.stdout
 
@@ -85,7 +72,7 @@ def test_check_reports_a_server_that_is_down() -> None:
 def test_a_flyer_run_through_the_real_server_falls_back_when_asked(
     prefect_env: str, server: str, tiny_model: Path, isolated_env: Path
 ) -> None:
-    result = _cli(
+    result = run_flyer(
         "--variants",
         "2",
         "--format",

@@ -10,14 +10,12 @@ line must show every request, re-ask and fallback.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from hyperlocal.models import RunManifest
+from tests.flyer_command import run_flyer
 from tests.scripted_openai import Recorded, Reply, ScriptedOpenAI, completion, context_overflow
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +35,6 @@ def test_a_context_overflow_ends_in_builtin_flyers_with_every_request_on_record(
 ) -> None:
     with ScriptedOpenAI(_overflowing, schemas="json_object_schema") as server:
         env = {
-            **os.environ,
             "HYPERLOCAL_TEXT__KIND": "openai",
             "HYPERLOCAL_TEXT__PROVIDER": "llamacpp",
             "HYPERLOCAL_TEXT__BASE_URL": server.url,
@@ -45,16 +42,8 @@ def test_a_context_overflow_ends_in_builtin_flyers_with_every_request_on_record(
             "HYPERLOCAL_TEXT__ON_INVALID_OUTPUT": "builtin",
             "COLUMNS": "200",
         }
-        command = [sys.executable, "-m", "flows.flyer", "--brief", str(BRIEF_FILE)]
-        result = subprocess.run(
-            [*command, "--variants", "2", "--format", "square"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        args = ["--brief", str(BRIEF_FILE), "--variants", "2", "--format", "square"]
+        result = run_flyer(*args, env=env)
         copy_requests = [r for r in server.chat_requests if "art-direct" not in r.system]
         art_requests = [r for r in server.chat_requests if "art-direct" in r.system]
     assert result.returncode == 0, result.stdout + result.stderr

@@ -13,10 +13,7 @@ registry the tests fail, or skip with ``HYPERLOCAL_SKIP_REAL_MODEL=1``.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pypdf
@@ -24,6 +21,7 @@ import pytest
 
 from hyperlocal.briefs.loading import load_brief
 from hyperlocal.models import RunManifest
+from tests.flyer_command import run_flyer
 from tests.real_models import real_smollm2_mlx  # noqa: F401 (a fixture)
 from tests.servers import mlx_lm_server
 
@@ -40,17 +38,6 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def _run_flyer(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flows.flyer", *args],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_a_flyer_from_the_real_model_prints_the_briefs_facts_verbatim(
     real_smollm2_mlx: Path,  # noqa: F811
     prefect_env: str,
@@ -63,7 +50,7 @@ def test_a_flyer_from_the_real_model_prints_the_briefs_facts_verbatim(
     }
     args = ["--brief", str(BAKERY), "--variants", "1", "--format", "half_letter"]
     # The same short brief as above: the optional long fields emptied by flags.
-    result = _run_flyer(*args, "--details", "", "--audience", "", env=env)
+    result = run_flyer(*args, "--details", "", "--audience", "", env=env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Traceback" not in output
@@ -90,7 +77,7 @@ def test_check_says_that_mlx_lm_server_ignores_json_schemas(
     real_smollm2_mlx: Path,  # noqa: F811
 ) -> None:
     with mlx_lm_server(real_smollm2_mlx) as url:
-        result = _run_flyer(
+        result = run_flyer(
             "--check",
             env={
                 "HYPERLOCAL_TEXT__KIND": "openai",
