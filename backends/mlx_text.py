@@ -13,6 +13,7 @@ re-ask is only ever for content.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import itertools
 import time
 from pathlib import Path
@@ -44,6 +45,18 @@ VARIANT_SEED_STRIDE = 7919
 PROGRESS_EVERY = 8
 #: How answers are held to their schema here (the manifest and --check say it).
 STRUCTURED_OUTPUT = "constrained decoding in process (llguidance)"
+
+
+def _require_mlx_lm() -> None:
+    """Raise ``BackendNotAvailable`` unless mlx-lm is installed; imports nothing.
+
+    Building the backend must stay light: a run whose steps all come from the cache,
+    or go to model workers, never imports mlx (seconds) just to name its backend.
+    """
+    if importlib.util.find_spec("mlx_lm") is None or importlib.util.find_spec("mlx") is None:
+        raise BackendNotAvailable(
+            "the mlx text backend needs mlx-lm (not installed): pip install 'hyperlocal[mlx]'"
+        )
 
 
 def _mlx_lm() -> Any:
@@ -107,7 +120,7 @@ class MlxTextBackend:
         Hugging Face id already downloaded (``python -m flows.models pull``);
         models are never fetched here. Raises ``ModelMissing`` for one not downloaded.
         """
-        _mlx_lm()
+        _require_mlx_lm()
         if not text.model:
             raise ConfigurationError(
                 "the mlx text backend needs a model folder: set HYPERLOCAL_TEXT__MODEL"

@@ -16,6 +16,7 @@ under its lock: MLX runs one generation on one model at a time.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,18 @@ DEFAULT_MAX_TOKENS = 300
 DEFAULT_PROFILE = "balanced"
 #: How verdicts are held to their schema here (the manifest and --check say it).
 STRUCTURED_OUTPUT = "constrained decoding in process (llguidance)"
+
+
+def _require_mlx_vlm() -> None:
+    """Raise ``BackendNotAvailable`` unless mlx-vlm is installed; imports nothing.
+
+    Building the backend must stay light: a run whose steps all come from the cache,
+    or go to model workers, never imports mlx (seconds) just to name its backend.
+    """
+    if importlib.util.find_spec("mlx_vlm") is None or importlib.util.find_spec("mlx") is None:
+        raise BackendNotAvailable(
+            "the mlx vision backend needs mlx-vlm (not installed): pip install 'hyperlocal[mlx]'"
+        )
 
 
 def _mlx_vlm() -> Any:
@@ -148,7 +161,7 @@ class MlxVisionBackend:
         ``BackendNotAvailable`` without mlx-vlm, ``ConfigurationError`` for a missing
         or wrong model setting or an unknown profile.
         """
-        _mlx_vlm()
+        _require_mlx_vlm()
         if not vision.model:
             raise ConfigurationError(
                 "the mlx vision backend needs a model folder: set HYPERLOCAL_VISION__MODEL"

@@ -9,7 +9,7 @@ says why. New kinds register a builder with ``register``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,6 +102,10 @@ _BUILDERS: dict[tuple[str, str], Builder] = {
     ("vision", "openai"): _openai_vision,
     ("vision", "mlx"): _mlx_vision,
 }
+#: The kinds that load a model into the process that runs their steps.
+IN_PROCESS_KINDS: frozenset[tuple[str, str]] = frozenset(
+    {("text", "mlx"), ("image", "diffusers"), ("vision", "mlx")}
+)
 #: The kind ``auto`` falls back to for each role: it needs no model at all.
 _OFFLINE_KIND: dict[str, str] = {"text": "builtin", "image": "builtin", "vision": "heuristic"}
 
@@ -154,6 +158,14 @@ def resolve(role: Role, settings: Settings) -> Resolved:
         f"unknown {role} kind {kind!r}; HYPERLOCAL_{role.upper()}__KIND may be: "
         f"auto, {', '.join(known)}"
     )
+
+
+def loads_model(role: Role, settings: Settings) -> bool:
+    """Whether ``role``'s backend loads a model into the process that runs its steps.
+
+    Raises ``BackendNotAvailable`` for a kind this installation cannot build.
+    """
+    return (role, resolve(role, settings).kind) in IN_PROCESS_KINDS
 
 
 def _is_local_model(
@@ -229,15 +241,19 @@ def run_roles(settings: Settings) -> tuple[Role, ...]:
 
 
 def build_run_backends(
-    settings: Settings,
+    settings: Settings, skip: Iterable[Role] = ()
 ) -> dict[Role, TextBackend | ImageBackend | VisionBackend]:
-    """Build (or reuse) every backend a run under ``settings`` needs, by role.
+    """Build (or reuse) every backend a run under ``settings`` needs, by role, but ``skip``.
 
     Called before any work, so that a configuration error stops a run, a batch or
-    ``flows.deploy`` at once; models still load lazily, on first use. Raises
+    ``flows.deploy`` at once; models still load lazily, on first use. (Roles whose
+    steps run on model workers are skipped: the workers build those.) Raises
     ``ConfigurationError`` naming what to fix.
     """
-    return {role: backend_for(role, settings) for role in run_roles(settings)}
+    skipped = set(skip)
+    return {
+        role: backend_for(role, settings) for role in run_roles(settings) if role not in skipped
+    }
 
 
 def clear() -> None:

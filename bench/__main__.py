@@ -53,6 +53,11 @@ BENCHMARKS: dict[str, Benchmark] = {
     # Already about a minute; its warm-up keeps first-run imports out of the figures.
     "orchestration": Benchmark(),
     "flyer_cache": Benchmark(quick=("--runs", "1")),
+    "warm_workers": Benchmark(
+        requires=("torch", "diffusers", "transformers"),
+        quick=("--runs", "2"),
+        note="cached re-runs with a temporary or reused server; runs with and without a worker",
+    ),
     "text_concurrency": Benchmark(
         requires=("mlx", "mlx_lm"), quick=("--variants", "4", "--max-tokens", "16")
     ),

@@ -39,6 +39,7 @@ from flows.cli import (
     EXIT_FAILED,
     EXIT_OK,
     add_run_options,
+    add_server_option,
     add_verbose_flag,
     describe_failure,
     error_console,
@@ -47,6 +48,7 @@ from flows.cli import (
     whole_number,
 )
 from flows.flyer import flyer_flow
+from flows.prefect_api import ServerChoice, prefect_api
 from flows.runners import task_runner_for
 from hyperlocal.briefs.sets import BriefItem, BriefSet, load_brief_set
 from hyperlocal.errors import BriefError
@@ -340,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=whole_number(1, 64),
         help="briefs worked on at once (default: HYPERLOCAL_MAX_PARALLEL)",
     )
+    add_server_option(parser)
     add_verbose_flag(parser)
     return parser
 
@@ -394,16 +397,19 @@ def _main(args: argparse.Namespace) -> int:
     if not brief_set.items:
         errors.print(f"[red]brief error[/]: {escape(str(args.path))}: no valid briefs to run")
         return EXIT_CONFIGURATION
-    summary = batch(
-        source=str(args.path),
-        profile=args.profile,
-        variants=args.variants,
-        formats=args.formats,
-        strict=args.strict,
-        max_parallel=args.max_parallel,
-        fresh=args.fresh,
-    )
-    print_summary(output_console(), summary)
+    console = output_console()
+    choice: ServerChoice = args.server or settings.prefect_server
+    with prefect_api(choice, say=lambda line: console.print(line, markup=False)):
+        summary = batch(
+            source=str(args.path),
+            profile=args.profile,
+            variants=args.variants,
+            formats=args.formats,
+            strict=args.strict,
+            max_parallel=args.max_parallel,
+            fresh=args.fresh,
+        )
+    print_summary(console, summary)
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 

@@ -83,6 +83,18 @@ def add_run_options(parser: argparse.ArgumentParser, variants_help: str) -> None
     parser.add_argument("--fresh", action="store_true", help="ignore the cache and recompute")
 
 
+def add_server_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--server``: which Prefect server a command runs its flows on."""
+    parser.add_argument(
+        "--server",
+        choices=("auto", "start", "temporary"),
+        help="the Prefect server to run on when PREFECT_API_URL is unset: auto (default): "
+        "one running at Prefect's local address, else a temporary one; start: start one in "
+        "the background if none runs (later commands reuse it); temporary: always a "
+        "temporary one (HYPERLOCAL_PREFECT_SERVER sets the default)",
+    )
+
+
 def output_console() -> Console:
     """Return the console for a command's normal output (stdout)."""
     return Console(highlight=False, soft_wrap=True)

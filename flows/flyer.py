@@ -26,10 +26,12 @@ from flows.cli import (
     EXIT_FAILED,
     EXIT_OK,
     add_run_options,
+    add_server_option,
     add_verbose_flag,
     output_console,
     run_command,
 )
+from flows.prefect_api import ServerChoice, prefect_api
 from flows.progress import RichProgress
 from flows.run import FlyerRun
 from flows.runners import ensure_gpu_limit, holds_gpu, task_runner_for
@@ -148,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="add crop marks outside the bleed (implies --print)",
     )
     parser.add_argument("--check", action="store_true", help="show each backend's health and exit")
+    add_server_option(parser)
     add_verbose_flag(parser)
     fields = parser.add_argument_group("brief fields (override the brief file)")
     for name in ("business", "event", "details", "date", "time", "place", "price", "audience"):
@@ -248,12 +251,7 @@ def report(console: Console, outcome: PublishedRun, seconds: float) -> None:
             f"[yellow]warning[/]: {what} damaged (cut short or corrupted) and computed again"
         )
     for kind, line in work_lines(manifest):
-        prefix = {
-            "info": "[dim]model[/]",
-            "note": "[yellow]note[/]",
-            "warning": "[yellow]warning[/]",
-        }
-        console.print(f"{prefix[kind]}: {escape(line)}")
+        console.print(f"{WORK_PREFIXES[kind]}: {escape(line)}")
     for name in flagged:
         console.print(f"[yellow]warning[/]: {name}: every picture failed QC; the best one is used")
     for name in dropped:
@@ -314,7 +312,12 @@ def _main(args: argparse.Namespace) -> int:
         brief_dir = brief_file.parent
         brief = load_brief(brief_file, overrides, settings.asset_dirs)
     started = time.perf_counter()
-    with RichProgress(console) as progress, displayed(progress.on_event):
+    choice: ServerChoice = args.server or settings.prefect_server
+    with (
+        prefect_api(choice, say=lambda line: console.print(line, markup=False)),
+        RichProgress(console) as progress,
+        displayed(progress.on_event),
+    ):
         outcome = flyer_flow(settings)(
             brief=brief,
             profile=args.profile,

@@ -25,7 +25,9 @@ from pydantic import BaseModel
 from backends import registry
 from backends.base import ArtRequest, CheckRequest, CopyRequest, ImageRequest
 from backends.model_needs import ensure_models
-from flows.runners import image_step_tags
+from backends.registry import Role
+from flows.model_workers import ROLE_STEPS, configured_step, deferred_roles, wait_deferred
+from flows.prefect_api import configured_api_url
 from hyperlocal import __version__
 from hyperlocal.errors import (
     InvalidImage,
@@ -70,7 +72,6 @@ from tasks.progress import notify as _notify
 from tasks.prompts import direct_art, fit_prompt
 from tasks.publishing import PublishedRun, flyer_file_name, publish
 from tasks.qc import check_image
-from tasks.retries import retry_options
 
 #: Which backend role each step calls: a step that ran (not cached) is a model call.
 STEP_ROLES: dict[str, str] = {
@@ -129,19 +130,20 @@ def picture_size(settings: Settings, aspect: float) -> tuple[int, int]:
 
 
 class _Steps:
-    """The run's tasks, configured from settings (storage, retries, --fresh)."""
+    """The run's tasks, configured from settings (storage, retries, --fresh), and which of
+    them go to model workers."""
 
-    def __init__(self, settings: Settings, fresh: bool) -> None:
-        storage = result_storage(settings)
-        common: dict[str, Any] = {"result_storage": storage, "refresh_cache": fresh or None}
-        model = {**common, **retry_options(settings.retry)}
-        self.write_copy = write_copy.with_options(**model)
-        self.direct_art = direct_art.with_options(**model)
-        # In-process image models hold the accelerator: tagged for the cluster-wide GPU limit.
-        self.generate_image = generate_image.with_options(**model, tags=image_step_tags(settings))
-        self.check_image = check_image.with_options(**model)
-        self.fit_prompt = fit_prompt.with_options(**common)  # pure: nothing to retry
-        self.render_flyer = render_flyer.with_options(**common)
+    def __init__(self, settings: Settings, fresh: bool, deferred: frozenset[Role]) -> None:
+        #: Names of the steps handed to model workers (``Task.delay``), not run here.
+        self.deferred = {step.name for role in deferred for step in ROLE_STEPS[role]}
+        self.write_copy = configured_step(write_copy, settings, fresh)
+        self.direct_art = configured_step(direct_art, settings, fresh)
+        self.generate_image = configured_step(generate_image, settings, fresh)
+        self.check_image = configured_step(check_image, settings, fresh)
+        self.fit_prompt = configured_step(fit_prompt, settings, fresh)
+        self.render_flyer = render_flyer.with_options(
+            result_storage=result_storage(settings), refresh_cache=fresh or None
+        )
 
 
 class FlyerRun:
@@ -157,7 +159,9 @@ class FlyerRun:
     ) -> None:
         self.brief = brief
         self.settings = settings
-        self.steps = _Steps(settings, fresh)
+        # Roles whose models load in process go to model workers when any serve them.
+        self.deferred = deferred_roles(settings, fresh, configured_api_url())
+        self.steps = _Steps(settings, fresh, self.deferred)
         self.formats = [get_format(name) for name in settings.formats or []]
         fonts = font_library(settings.layout.font_dirs)
         self.heading_font = fonts.resolve(
@@ -170,11 +174,16 @@ class FlyerRun:
         # With models.allow_pull the missing models are fetched first; never otherwise.
         ensure_models(settings, say=step_logger().info)
         # Build every backend now: a configuration error stops the run before any work.
-        # (Models load lazily, on first use.)
+        # (Models load lazily, on first use; model workers build their own.)
         self.backends: dict[str, BackendIdentity] = {
             role: backend.identity
-            for role, backend in registry.build_run_backends(settings).items()
+            for role, backend in registry.build_run_backends(settings, skip=self.deferred).items()
         }
+        if self.deferred:
+            step_logger().info(
+                "the %s steps run on model workers (python -m flows.workers)",
+                " and ".join(sorted(self.deferred)),
+            )
         self.seed = base_seed(settings, brief)
         self.template = (settings.layout.template or DEFAULT_TEMPLATE).resolve()
         if not self.template.is_file():
@@ -196,8 +205,11 @@ class FlyerRun:
         variant: int | None = None,
         format_name: str | None = None,
         attempt: int | None = None,
+        defer: bool = True,
         **kwargs: Any,
     ) -> Any:
+        """Run one step (here, or on a model worker unless ``defer`` is False); return its
+        value and record it. Raises the step's fault after its retries."""
         name = task.name
         if self._cancelled:
             raise StepCancelled(f"{name} not started: the run failed elsewhere")
@@ -207,9 +219,13 @@ class FlyerRun:
             )
         )
         started = time.perf_counter()
-        future = task.submit(*args, **kwargs)
         try:
-            value = future.result()
+            if task.name in self.steps.deferred and defer:
+                future: Any = task.delay(*args, **kwargs)
+                value = wait_deferred(future, lambda: self._cancelled)
+            else:
+                future = task.submit(*args, **kwargs)
+                value = future.result()
         except Exception as exc:
             # Kept in the manifest when the run goes on without this result (its model
             # requests count); a fault that ends the run leaves no manifest anyway.
@@ -219,6 +235,8 @@ class FlyerRun:
             raise
         cached = future.state.name == "Cached"
         work = value.work if isinstance(value, WrittenCopy | DirectedArt | CheckedPicture) else None
+        if defer:
+            self._note_backend(value)
         self._record(name, variant, format_name, attempt, cached, started, work=work)
         _notify(
             ProgressEvent(
@@ -231,6 +249,21 @@ class FlyerRun:
             )
         )
         return value
+
+    def _note_backend(self, value: Any) -> None:
+        """Keep the backend behind a result of a step that ran on a model worker.
+
+        The run never builds those backends itself; the manifest names them from
+        their results (the first one of each role).
+        """
+        identity: BackendIdentity | None = None
+        if isinstance(value, WrittenCopy | DirectedArt | GeneratedImage):
+            identity = value.backend
+        elif isinstance(value, CheckedPicture):
+            identity = value.report.backend
+        if identity is not None and identity.role in self.deferred:
+            with self._lock:
+                self.backends.setdefault(identity.role, identity)
 
     def _record(
         self,
@@ -264,21 +297,29 @@ class FlyerRun:
         Once the model has failed a variant, the builtin copywriter writes the rest of
         that variant too: the model is not asked again for a variant it has failed.
         """
-        try:
-            return self._step(task, request, text.settings, variant=variant)
-        except InvalidModelOutput as exc:
-            if self.settings.text.on_invalid_output != "builtin" or text.fallen_back:
-                raise
-            text.fallbacks.append(f"{task.name}: {exc}")
-            text.settings = self.settings.with_overrides(text__kind="builtin")
-            text.fallen_back = True
-            step_logger().warning(
-                "variant %d: the builtin copywriter takes over from %s (%s)",
-                variant,
-                task.name,
-                exc,
-            )
-            return self._step(task, request, text.settings, variant=variant)
+        if not text.fallen_back:
+            try:
+                return self._step(task, request, text.settings, variant=variant)
+            except InvalidModelOutput as exc:
+                if self.settings.text.on_invalid_output != "builtin":
+                    raise
+                self._fall_back(task, variant, text, exc)
+        # The builtin copywriter loads no model: its steps never go to a model worker.
+        return self._step(task, request, text.settings, variant=variant, defer=False)
+
+    def _fall_back(
+        self, task: Task[..., Any], variant: int, text: _VariantText, exc: InvalidModelOutput
+    ) -> None:
+        """Hand the rest of a variant's text steps to the builtin copywriter, and say so."""
+        text.fallbacks.append(f"{task.name}: {exc}")
+        text.settings = self.settings.with_overrides(text__kind="builtin")
+        text.fallen_back = True
+        step_logger().warning(
+            "variant %d: the builtin copywriter takes over from %s (%s)",
+            variant,
+            task.name,
+            exc,
+        )
 
     def _picture(
         self,
@@ -532,7 +573,7 @@ class FlyerRun:
         with self._lock:
             # Stable sort: within a variant, steps stay in the order they ran.
             steps = sorted(self._records, key=lambda r: r.variant or 0)
-        model_calls = {role: 0 for role in self.backends}
+        model_calls = {role: 0 for role in registry.run_roles(self.settings)}
         for record in steps:
             role = STEP_ROLES.get(record.step)
             if role in model_calls and not record.cached:

@@ -20,8 +20,6 @@ from hyperlocal.settings import Settings
 
 #: Tag of the steps that hold an accelerator (in-process image generation).
 GPU_TAG = "gpu"
-#: Image kinds that run a model in this process (and so hold its GPU).
-IN_PROCESS_IMAGE_KINDS = frozenset({"diffusers"})
 
 
 def task_runner_for(settings: Settings) -> Any:
@@ -46,7 +44,7 @@ def task_runner_for(settings: Settings) -> Any:
 
 def holds_gpu(settings: Settings) -> bool:
     """Whether the image steps run a model in process (and so need the GPU slot)."""
-    return registry.resolve("image", settings).kind in IN_PROCESS_IMAGE_KINDS
+    return registry.loads_model("image", settings)
 
 
 def image_step_tags(settings: Settings) -> set[str]:

@@ -41,7 +41,7 @@ def write_copy(request: CopyRequest, settings: Settings) -> WrittenCopy:
         backend.identity.label,
         describe_work(work.requests, len(work.reasks)),
     )
-    return WrittenCopy(copy=copy, work=work)
+    return WrittenCopy(copy=copy, work=work, backend=backend.identity)
 
 
 def describe_work(requests: int, reasks: int) -> str:

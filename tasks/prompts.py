@@ -33,7 +33,7 @@ def direct_art(request: ArtRequest, settings: Settings) -> DirectedArt:
         backend.identity.label,
         describe_work(work.requests, len(work.reasks)),
     )
-    return DirectedArt(art=prompt, work=work)
+    return DirectedArt(art=prompt, work=work, backend=backend.identity)
 
 
 def composition_phrase(zone: Zone) -> PromptPhrase:

@@ -231,6 +231,15 @@ README_COMMANDS: dict[str, Entry] = {
         f"points the next commands at the server on port 4200: {NEEDS_SERVER}"
     ),
     ".venv/bin/python -m flows.flyer": Run(makes=DEFAULT_RUN),
+    ".venv/bin/python -m flows.flyer --server start": Skip(
+        "leaves a server running on Prefect's default port 4200 for good: "
+        "tests/test_prefect_server.py runs it on a free port and stops it"
+    ),
+    ".venv/bin/python -m flows.flyer --server temporary": Run(makes=DEFAULT_RUN),
+    ".venv/bin/python -m flows.workers --server start": Skip(
+        "a long-lived worker that needs a model loaded in process: "
+        "tests/test_model_workers.py runs two of them on loopback with a tiny SDXL pipeline"
+    ),
     # The Prefect UI, schedules and batches
     DEPLOY: Serve(
         deployments=("make-flyer", "weekly-flyers"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hyperlocal.models.steps import FlyerCopy, ImagePrompt, QCReport
+from hyperlocal.models.steps import BackendIdentity, FlyerCopy, ImagePrompt, QCReport
 
 
 class ModelWork(BaseModel):
@@ -51,6 +51,8 @@ class WrittenCopy(BaseModel):
 
     copy_: FlyerCopy = Field(alias="copy")
     work: ModelWork
+    #: What wrote it (on a model worker, the run's own process never builds the backend).
+    backend: BackendIdentity
 
 
 class DirectedArt(BaseModel):
@@ -60,6 +62,8 @@ class DirectedArt(BaseModel):
 
     art: ImagePrompt
     work: ModelWork
+    #: What directed it (on a model worker, the run's own process never builds the backend).
+    backend: BackendIdentity
 
 
 class CheckedPicture(BaseModel):

@@ -80,6 +80,20 @@ class Settings(BaseSettings):
     dask_workers: int = Field(
         default=2, ge=1, le=256, description="Workers of the local Dask cluster."
     )
+    model_workers: Literal["auto", "off", "required"] = Field(
+        default="auto",
+        description="Where the model steps (copy, art direction, picture, check) run: on "
+        "model workers (python -m flows.workers) when the run's Prefect server has any "
+        "(auto), always in the run's own process (off), or only on workers: a run with "
+        "none connected stops (required).",
+    )
+    prefect_server: Literal["auto", "start", "temporary"] = Field(
+        default="auto",
+        description="The Prefect server a command uses when PREFECT_API_URL is unset: one "
+        "already running at Prefect's local address, else a temporary one (auto); the same, "
+        "starting a background server when none runs (start); always a temporary one "
+        "(temporary).",
+    )
     gpu_slots: int = Field(
         default=1,
         ge=1,
