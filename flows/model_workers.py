@@ -56,6 +56,8 @@ ROLE_STEPS: dict[Role, tuple[Task[..., Any], ...]] = {
 POLL_S = 0.2
 #: How long a deferred step may stay unknown to the server before the run gives up on it.
 UNRECORDED_LIMIT_S = 60.0
+#: What Prefect's distributed future raises for a task run recorded without a state yet.
+_NoStateYet = RuntimeError
 
 
 def step_options(step: Task[..., Any], settings: Settings, fresh: bool) -> dict[str, Any]:
@@ -158,8 +160,9 @@ def wait_deferred(future: Any, cancelled: Callable[[], bool]) -> Any:
         try:
             future.wait(timeout=POLL_S)
             final = future.state.is_final()
-        except ObjectNotFound:
-            # The server records a new task run from its event, a moment after creating it.
+        except (ObjectNotFound, _NoStateYet):
+            # The server records a new task run, and then its first state, a moment after
+            # ``delay`` returns; Prefect's future raises until both are there.
             if time.monotonic() > unrecorded_until:
                 raise PassingFault(
                     f"the Prefect server never recorded the deferred step {future.task_run_id}"
