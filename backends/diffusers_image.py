@@ -71,6 +71,10 @@ _OOM_HINT = (
 _device_locks: dict[str, threading.Lock] = {}
 _device_locks_guard = threading.Lock()
 
+#: What torch saw on this machine, in the cache folder: a run whose pictures are all
+#: cached names its device without importing torch (``sdxl_pipeline.accelerators``).
+DEVICE_MEMO = "accelerators.json"
+
 
 def device_lock(device: str) -> threading.Lock:
     """Return the lock that serializes generation on ``device`` across backends."""
@@ -181,9 +185,8 @@ class DiffusersImageBackend:
         require_extras()
         # URL and hub references become their downloaded files (or a ModelMissing line).
         image = localized(settings.image, settings.models)
-        quiet_library_logs()
         source = locate_model(image)
-        device = pick_device(image.device)
+        device = pick_device(image.device, memo=settings.cache_dir / DEVICE_MEMO)
         dtype = pick_dtype(image.dtype, device)
         if image.cpu_offload and not device.startswith("cuda"):
             raise ConfigurationError(
@@ -242,6 +245,7 @@ class DiffusersImageBackend:
             return [clip_counter(), clip_counter()]
         from transformers import CLIPTokenizer
 
+        quiet_library_logs()
         counters: list[TokenCounter] = []
         for part in ("tokenizer", "tokenizer_2"):
             tokenizer = CLIPTokenizer.from_pretrained(str(folder / part), local_files_only=True)

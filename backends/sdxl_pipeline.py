@@ -14,6 +14,7 @@ models (or an LCM LoRA) four to eight steps with the LCM scheduler.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -24,6 +25,7 @@ from typing import Any, Literal
 
 from hyperlocal import modelstore
 from hyperlocal.errors import ConfigurationError, ModelMissing, first_line
+from hyperlocal.files import write_atomic
 from hyperlocal.settings import ImageSettings, ModelsSettings
 
 Flavor = Literal["base", "turbo", "lcm"]
@@ -77,28 +79,81 @@ def quiet_library_logs() -> None:
         library.disable_progress_bar()
 
 
-def pick_device(wanted: str) -> str:
-    """Return the torch device for ``wanted`` (auto: cuda, then mps, then cpu).
+@dataclass(frozen=True)
+class Accelerators:
+    """What torch sees on this machine: CUDA devices and Apple's Metal."""
 
-    Raises ``ConfigurationError`` for a device this machine or this torch build lacks.
-    """
+    torch_version: str
+    cuda_devices: int
+    mps: bool
+
+
+def _torch_fingerprint() -> str | None:
+    """Which torch installation this is, without importing it (None: torch is missing)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        return None
+    origin = Path(spec.origin)
+    return f"{origin}:{origin.stat().st_mtime_ns}"
+
+
+def _probe_accelerators() -> Accelerators:
     import torch
 
-    cuda = torch.cuda.is_available()
     mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return Accelerators(torch_version=torch.__version__, cuda_devices=count, mps=mps)
+
+
+def accelerators(memo: Path | None = None) -> Accelerators:
+    """Return what torch sees here; from ``memo`` when this torch installation wrote it.
+
+    Importing torch takes seconds, and a run whose pictures all come from the cache
+    (or from model workers) needs only the device's name for its cache keys: the
+    first process on a machine asks torch and records the answer in ``memo``
+    (a JSON file keyed by the torch installation), later ones read it. A memo that
+    cannot be read or written is ignored.
+    """
+    fingerprint = _torch_fingerprint()
+    if memo is not None and fingerprint is not None:
+        try:
+            recorded = json.loads(memo.read_text(encoding="utf-8"))
+            if recorded.get("torch") == fingerprint:
+                return Accelerators(**recorded["accelerators"])
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+    found = _probe_accelerators()
+    if memo is not None and fingerprint is not None:
+        record = {"torch": fingerprint, "accelerators": found.__dict__}
+        with contextlib.suppress(OSError):
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(memo, json.dumps(record).encode())
+    return found
+
+
+def pick_device(wanted: str, memo: Path | None = None) -> str:
+    """Return the torch device for ``wanted`` (auto: cuda, then mps, then cpu).
+
+    ``memo``: see ``accelerators``. Raises ``ConfigurationError`` for a device this
+    machine or this torch build lacks.
+    """
+    if wanted == "cpu":
+        return wanted
+    seen = accelerators(memo)
+    cuda, mps = seen.cuda_devices > 0, seen.mps
     if wanted == "auto":
         return "cuda" if cuda else "mps" if mps else "cpu"
     base, _, index = wanted.partition(":")
     if base == "cuda":
         if not cuda:
             raise ConfigurationError(
-                f"HYPERLOCAL_IMAGE__DEVICE={wanted}, but torch {torch.__version__} sees no CUDA "
+                f"HYPERLOCAL_IMAGE__DEVICE={wanted}, but torch {seen.torch_version} sees no CUDA "
                 "device: set it to auto or cpu, or install a CUDA build of torch"
             )
-        if index and int(index) >= torch.cuda.device_count():
+        if index and int(index) >= seen.cuda_devices:
             raise ConfigurationError(
                 f"HYPERLOCAL_IMAGE__DEVICE={wanted}, but this machine has "
-                f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 ...)"
+                f"{seen.cuda_devices} CUDA device(s) (cuda:0 ...)"
             )
     if base == "mps" and not mps:
         raise ConfigurationError(

@@ -9,7 +9,8 @@ Prefect's local address), and the floor (Python start and the command's imports)
 Part 2, an in-process model (a tiny random-weight SDXL pipeline, so the figures are
 the fixed costs, not painting): N runs in a row, each a new process as a deployment's
 runs are, each painting a new picture, without workers (each run imports torch and
-loads the pipeline) and with one model worker (the worker holds it). Per run: wall
+loads the pipeline), on a persistent Dask cluster (one worker process, which keeps
+the pipeline) and with one model worker (which keeps it too). Per run: wall
 time, the model libraries imported in the run's own process, and the run's wall over
 its picture step's compute (the worker's own timing, or the in-process step's).
 """
@@ -128,6 +129,51 @@ def _cached_lines(temporary: list[float], reused: list[float], floor: list[float
     ]
 
 
+def _start_dask(port: int, env: dict[str, str], work: Path) -> list[subprocess.Popen[bytes]]:
+    """Start a Dask scheduler and one worker process on loopback; wait for the worker."""
+    from distributed import Client
+
+    log = (work / "dask.log").open("wb")
+    scheduler = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dashboard-address",
+            ":0",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_worker",
+            f"tcp://127.0.0.1:{port}",
+            "--nworkers",
+            "1",
+            "--nthreads",
+            "4",
+            "--dashboard-address",
+            ":0",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
+        client.wait_for_workers(1, timeout=120)
+    return [worker, scheduler]
+
+
 def _worker_lines(work: Path, env: dict[str, str], flyer: list[str], runs: int) -> list[str]:
     from tests.tiny_sdxl import build_tiny_sdxl
 
@@ -143,13 +189,18 @@ def _worker_lines(work: Path, env: dict[str, str], flyer: list[str], runs: int) 
     run = [sys.executable, "-c", LIST_IMPORTS, *flyer[3:]]
     table = ["| case | run | wall s | picture step s | wall / step | imported in the run |"]
     table.append("| --- | --- | --- | --- | --- | --- |")
-    for case in ("no workers", "one model worker"):
+    for case in ("no workers", "persistent Dask cluster", "one model worker"):
         worker = None
         case_env = {
             **painting,
-            "HYPERLOCAL_MODEL_WORKERS": "off" if case == "no workers" else "auto",
+            "HYPERLOCAL_MODEL_WORKERS": "auto" if case == "one model worker" else "off",
         }
-        if case != "no workers":
+        if case == "persistent Dask cluster":
+            dask_port = _free_port()
+            case_env["HYPERLOCAL_TASK_RUNNER"] = "dask"
+            case_env["HYPERLOCAL_DASK_ADDRESS"] = f"tcp://127.0.0.1:{dask_port}"
+            cluster = _start_dask(dask_port, case_env, work)
+        if case == "one model worker":
             log = (work / "worker.log").open("w")
             worker = subprocess.Popen(
                 [sys.executable, "-m", "flows.workers"],
@@ -184,6 +235,10 @@ def _worker_lines(work: Path, env: dict[str, str], flyer: list[str], runs: int) 
                 worker.send_signal(signal.SIGTERM)
                 worker.wait(timeout=60)
                 log.close()
+            if case == "persistent Dask cluster":
+                for process in cluster:
+                    process.terminate()
+                    process.wait(timeout=60)
     return [
         f"{runs} runs in a row with a tiny random SDXL pipeline (64x64, 1 picture, QC off), "
         "each a new process as a deployment's runs are:",

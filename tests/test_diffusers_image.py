@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -571,3 +572,49 @@ def test_a_whole_flyer_run_paints_with_the_tiny_sdxl_model(
         assert (outcome.folder / f"variant_0{n}_square.png").is_file()
     again = flyer(brief=brief, variants=2, formats=["square"])
     assert sum(again.manifest.model_calls.values()) == 0
+
+
+def test_building_the_backend_asks_torch_for_the_device_once_per_machine(
+    models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    from backends import sdxl_pipeline
+
+    probes: list[int] = []
+    real_probe = sdxl_pipeline._probe_accelerators
+
+    def counted() -> sdxl_pipeline.Accelerators:
+        probes.append(1)
+        return real_probe()
+
+    monkeypatch.setattr(sdxl_pipeline, "_probe_accelerators", counted)
+    settings = load_settings(image__kind="diffusers", image__model=str(models["folder"]))
+    first = DiffusersImageBackend.from_settings(settings).identity
+    again = DiffusersImageBackend.from_settings(settings).identity
+    assert probes == [1]  # the second build read the memo
+    assert first == again
+    # Another torch installation (or a changed one) is asked again.
+    memo = settings.cache_dir / "accelerators.json"
+    memo.write_text(memo.read_text().replace('"torch": "', '"torch": "elsewhere'))
+    DiffusersImageBackend.from_settings(settings)
+    assert probes == [1, 1]
+    # A new process on this machine names the device without importing torch, so a
+    # run whose pictures are all cached stays light.
+    code = (
+        "import sys\n"
+        "from backends import registry\n"
+        "from hyperlocal.settings import load_settings\n"
+        "registry.image_backend(load_settings())\n"
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))\n"
+    )
+    env = {
+        **os.environ,
+        "HYPERLOCAL_IMAGE__KIND": "diffusers",
+        "HYPERLOCAL_IMAGE__MODEL": str(models["folder"]),
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert child.stdout.strip() == "[]", child.stdout + child.stderr

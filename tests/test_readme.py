@@ -272,6 +272,19 @@ README_COMMANDS: dict[str, Entry] = {
             "flyer_runs/*-free-bike-check/variant_01_square.png",
         ),
     ),
+    ".venv/bin/python -m flows.batch events.json": Run(
+        needs=("events.json",),
+        makes=(
+            "batches/*/batch_summary.json",
+            "flyer_runs/*-puncture-repair-evening/manifest.json",
+            "flyer_runs/*-free-bike-check/manifest.json",
+        ),
+    ),
+    "HYPERLOCAL_TASK_RUNNER=dask HYPERLOCAL_DASK_WORKERS=2 .venv/bin/python -m flows.flyer": Run(
+        makes=DEFAULT_RUN
+    ),
+    ".venv/bin/python -m flows.models list": Run(says=("No model to hold here",)),
+    ".venv/bin/python -m flows.servers --help": Run(says=("usage: python -m flows.servers",)),
     "prefect work-pool create hyperlocal-process --type process": Skip(WORK_POOL),
     "HYPERLOCAL_HOME=$PWD prefect deploy -n make-flyer -n weekly-flyers": Skip(WORK_POOL),
     "HYPERLOCAL_HOME=$PWD prefect worker start --pool hyperlocal-process": Skip(WORK_POOL),
