@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -204,7 +205,16 @@ def test_run_names_are_ascii_slugs_of_any_script(name: str, slug: str) -> None:
 
 @pytest.mark.parametrize(
     ("tag", "normalised"),
-    [("pl", "pl"), ("AR-eg", "ar-EG"), ("zh-hant-tw", "zh-Hant-TW"), (" he ", "he"), ("", None)],
+    [
+        ("pl", "pl"),
+        ("AR-eg", "ar-EG"),
+        ("zh-hant-tw", "zh-Hant-TW"),
+        (" he ", "he"),
+        ("sr-latn", "sr-Latn"),
+        ("en", "en"),
+        ("iw", "he"),
+        ("", None),
+    ],
 )
 def test_a_language_tag_is_normalised(tag: str, normalised: str | None) -> None:
     brief = Brief(business="Rosie's", event="Bread", place="Market St", language=tag)
@@ -217,5 +227,138 @@ def test_a_bad_language_tag_is_one_clear_error() -> None:
             {"business": "Rosie's", "event": "Bread", "place": "Market St", "language": "Polish!"},
             "brief.toml",
         )
-    assert "language: must be a language tag such as en, pl, he or ar-EG" in str(caught.value)
+    assert "language: must be a language tag such as en, pl, he, ar-EG" in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("tag", ["xx-INVALID", "xx", "en-YY", "zh-Hxxx", "x-private", "und"])
+def test_a_language_tag_outside_the_registry_is_refused(tag: str) -> None:
+    with pytest.raises(BriefError) as caught:
+        validate_brief(
+            {"business": "Rosie's", "event": "Bread", "place": "Market St", "language": tag},
+            "brief.toml",
+        )
+    message = str(caught.value)
+    assert message.startswith("brief.toml: language: must be a language tag such as en, pl")
+    assert repr(tag) in message
+    assert "\n" not in message
+
+
+# -- bidirectional controls ------------------------------------------------------------------
+
+BIDI_CASES = [
+    ("date", "Saturday 14 March\u202e", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+    ("time", "\u202d10:00", "U+202D (LEFT-TO-RIGHT OVERRIDE)"),
+    ("business", "Rosie\u202bs", "U+202B (RIGHT-TO-LEFT EMBEDDING)"),
+    ("details", "line one\nline \u2067two", "U+2067 (RIGHT-TO-LEFT ISOLATE)"),
+    ("call_to_action", "Book\u2069", "U+2069 (POP DIRECTIONAL ISOLATE)"),
+    ("brand.heading_font", "Roboto\u2066", "U+2066 (LEFT-TO-RIGHT ISOLATE)"),
+]
+
+
+def _with_field(dotted: str, value: str) -> dict[str, object]:
+    data: dict[str, object] = {**GOOD, "brand": {}}
+    if dotted.startswith("brand."):
+        data["brand"] = {dotted.removeprefix("brand."): value}
+    else:
+        data[dotted] = value
+    return data
+
+
+@pytest.mark.parametrize(("field", "value", "named"), BIDI_CASES)
+def test_a_bidirectional_control_in_any_field_is_refused_by_name(
+    field: str, value: str, named: str
+) -> None:
+    with pytest.raises(BriefError) as caught:
+        validate_brief(_with_field(field, value), "brief.toml")
+    assert str(caught.value) == (
+        f"brief.toml: {field}: contains the bidirectional control {named}: remove it"
+    )
+
+
+def test_a_bidirectional_control_is_refused_from_a_file_and_from_flags(tmp_path: Path) -> None:
+    path = tmp_path / "brief.json"
+    path.write_text(json.dumps({**GOOD, "date": "Sat 14\u202e"}), encoding="utf-8")
+    with pytest.raises(BriefError, match=r"date: contains the bidirectional control U\+202E"):
+        load_brief(path)
+    path.write_text(json.dumps(GOOD), encoding="utf-8")
+    with pytest.raises(BriefError, match=r"price: contains the bidirectional control U\+2066"):
+        load_brief(path, {"price": "\u2066£35"})
+
+
+def test_the_flow_parameter_refuses_a_bidirectional_control() -> None:
+    """The UI form and the API hand the flow a ``Brief``: its own validation refuses it."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="U\\+202E"):
+        Brief.model_validate({**GOOD, "date": "14 March\u202e"})
+
+
+def test_bidirectional_marks_stay_allowed_in_hebrew_and_arabic_text() -> None:
+    # RLM, LRM and ALM are invisible letters that Hebrew and Arabic keyboards type.
+    brief = Brief.model_validate(
+        {
+            **GOOD,
+            "event": "\u05e2\u05e8\u05d1 \u05d2'\u05d0\u05d6\u200f",
+            "time": "10:00\u200e",
+            "price": "\u061c50",
+        }
+    )
+    assert brief.event.endswith("\u200f")
+
+
+# -- the Prefect form: the Brief's JSON schema -------------------------------------------------
+
+OPTIONAL_TEXTS = ("date", "time", "price", "call_to_action", "url", "language")
+
+
+def test_the_form_shows_optional_texts_as_plain_bounded_boxes() -> None:
+    schema = Brief.model_json_schema()
+    properties = schema["properties"]
+    brand = schema["$defs"]["BrandKit"]["properties"]
+    for name in OPTIONAL_TEXTS:
+        field = properties[name]
+        assert "anyOf" not in field, f"{name} shows a None/str toggle"
+        assert field["type"] == "string", name
+        assert field["default"] == "", name
+    for name in ("logo", "heading_font", "body_font"):
+        assert "anyOf" not in brand[name], name
+        assert (brand[name]["type"], brand[name]["default"]) == ("string", ""), name
+    texts = [*properties.items(), *brand.items()]
+    for name, field in texts:
+        if field.get("type") == "string" and "enum" not in field:
+            assert isinstance(field.get("maxLength"), int), f"{name} has no maxLength"
+    assert properties["date"]["maxLength"] == 60
+
+
+def test_the_form_refuses_javascript_links_and_shows_the_default_colours() -> None:
+    schema = Brief.model_json_schema()
+    pattern = re.compile(schema["properties"]["url"]["pattern"])
+    assert pattern.search("https://rosies.example/a")
+    assert pattern.search("HTTP://rosies.example")
+    assert pattern.search("")
+    for bad in ("javascript:alert(1)", "data:text/html,x", "ftp://x", "//rosies.example"):
+        assert not pattern.search(bad), bad
+    colours = ["#1F3A5F", "#F2A541", "#FDF6EC"]
+    assert schema["$defs"]["BrandKit"]["properties"]["colors"]["default"] == colours
+    assert schema["properties"]["brand"]["default"] == {"colors": colours}
+    assert Brief(business="B", event="E", place="P").brand.colors == colours
+
+
+def test_an_empty_box_in_the_form_means_not_given() -> None:
+    empty = {name: "" for name in OPTIONAL_TEXTS}
+    brief = Brief.model_validate(
+        {**GOOD, **empty, "brand": {"logo": "", "heading_font": " ", "body_font": ""}}
+    )
+    for name in OPTIONAL_TEXTS:
+        assert getattr(brief, name) is None, name
+    assert (brief.brand.logo, brief.brand.heading_font, brief.brand.body_font) == (None, None, None)
+    # None still means the same from Python, and what is not given stays out of a dump.
+    assert Brief(business="B", event="E", place="P", date=None).date is None
+    assert "date" not in Brief(business="B", event="E", place="P").model_dump(exclude_defaults=True)
+
+
+def test_too_long_a_date_is_one_error_naming_the_limit() -> None:
+    with pytest.raises(BriefError) as caught:
+        validate_brief({**GOOD, "date": "9" * 5000}, "brief.toml")
+    assert str(caught.value) == "brief.toml: date: String should have at most 60 characters"
