@@ -47,7 +47,7 @@ from flows.cli import (
     run_command,
     whole_number,
 )
-from flows.flyer import flyer_flow
+from flows.flyer import assets_allowed_from, flyer_flow
 from flows.prefect_api import ServerChoice, prefect_api
 from flows.runners import task_runner_for
 from hyperlocal.briefs.sets import BriefItem, BriefSet, load_brief_set
@@ -170,14 +170,17 @@ def _run_one(
     """Run the ``flyer`` subflow for one brief; a failure becomes its result, never raised."""
     started = time.perf_counter()
     try:
-        outcome = flyer_flow(settings)(
-            brief=item.brief,
-            profile=profile,
-            variants=variants,
-            formats=formats,
-            fresh=fresh,
-            assets_from=str(item.base_dir),
-        )
+        # The brief file's folder, vouched for by this code (not a flow parameter): a
+        # logo next to its brief works wherever the set is. The brief named the logo,
+        # and load_brief_set has already kept it inside that folder or the asset folders.
+        with assets_allowed_from(item.base_dir):
+            outcome = flyer_flow(settings)(
+                brief=item.brief,
+                profile=profile,
+                variants=variants,
+                formats=formats,
+                fresh=fresh,
+            )
     except Exception as exc:  # one brief failing must not stop the others
         return BriefResult(
             source=item.source,
@@ -222,19 +225,26 @@ def _publish_table(summary: BatchSummary) -> None:
     )
 
 
-@flow(name="flyer-batch", validate_parameters=True)
+def batch_run_name() -> str:
+    """Return the batch run's name from its source: ``batch-briefs`` for a ``briefs`` folder.
+
+    Prefect calls it (``flow_run_name``) instead of naming the run at random.
+    Raises nothing.
+    """
+    source = flow_run.parameters.get("source")
+    name = Path(str(source)).stem if source else ""
+    return f"batch-{slugify(name)}" if name else "batch"
+
+
+@flow(name="flyer-batch", validate_parameters=True, flow_run_name=batch_run_name)
 def batch(
-    source: Annotated[str, Field(description="Folder of brief files, a CSV, or a JSON list.")],
-    profile: Annotated[ProfileName | None, Field(description="Bundle of tested settings.")] = None,
-    variants: Annotated[int | None, Field(ge=1, le=8, description="Variants per brief.")] = None,
-    formats: Annotated[list[FormatName] | None, Field(description="Formats to make.")] = None,
-    strict: Annotated[
-        bool, Field(description="Run nothing when any brief of the set is invalid.")
-    ] = False,
-    max_parallel: Annotated[
-        int | None, Field(ge=1, le=64, description="Briefs worked on at once.")
-    ] = None,
-    fresh: Annotated[bool, Field(description="Ignore cached results and recompute.")] = False,
+    source: str,
+    profile: ProfileName | None = None,
+    variants: Annotated[int | None, Field(ge=1, le=8)] = None,
+    formats: list[FormatName] | None = None,
+    strict: bool = False,
+    max_parallel: Annotated[int | None, Field(ge=1, le=64)] = None,
+    fresh: bool = False,
 ) -> BatchSummary:
     """Make flyers for every valid brief of a set; write and publish the batch summary.
 
@@ -242,6 +252,18 @@ def batch(
     brief is invalid, naming each; ``ConfigurationError`` for bad settings or
     backends. Both come before any brief runs. A brief whose run fails is
     recorded as failed in the summary, not raised.
+
+    Args:
+        source: Folder of brief files, a CSV (one brief per row) or a JSON list of
+            briefs, on the machine running the flow.
+        profile: Bundle of tested settings: preview, balanced or quality. Empty: the
+            profile of the machine running it.
+        variants: Variants per brief (1-8). Empty: the profile's number.
+        formats: Formats to make: letter, a4, half_letter, square, portrait, story.
+            Empty: the settings' formats.
+        strict: Run nothing when any brief of the set is invalid.
+        max_parallel: Briefs worked on at once (1-64). Empty: the settings' number.
+        fresh: Ignore cached results and compute every step again.
     """
     logger = get_run_logger()
     started = time.perf_counter()

@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
 
 from prefect import Flow, flow
+from prefect.context import FlowRunContext
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
 from rich.console import Console
@@ -43,32 +46,80 @@ from hyperlocal.layout.formats import FormatName
 from hyperlocal.models import Brief
 from hyperlocal.resources import example_brief
 from hyperlocal.settings import ProfileName, Settings, load_settings
+from hyperlocal.text import slugify
 from tasks.artifacts import artifact_key, expected_steps, publish_run_artifacts, tracked_progress
 from tasks.progress import displayed, progress_listener
 from tasks.publishing import PublishedRun
 
+#: Folders this process's own code vouches for besides the settings' asset folders: the
+#: command line's brief folder, a batch's brief files. A context variable, never a flow
+#: parameter: a form or an API call can set every parameter, so none may widen the folders.
+_VOUCHED_ASSET_DIRS: ContextVar[tuple[Path, ...]] = ContextVar("vouched_asset_dirs", default=())
 
-@flow(name="flyer", validate_parameters=True)
+
+@contextmanager
+def assets_allowed_from(*folders: Path) -> Iterator[None]:
+    """Let the flyer runs started inside this block read assets from ``folders`` too.
+
+    For a caller that read the brief from a file itself (the command line, a batch):
+    a logo next to the brief file works wherever that file is. A run from the UI or
+    the API has no such caller, so it reads assets only from the allowed folders of
+    the machine it runs on (``HYPERLOCAL_ASSET_DIRS``). Raises nothing.
+    """
+    token = _VOUCHED_ASSET_DIRS.set((*_VOUCHED_ASSET_DIRS.get(), *folders))
+    try:
+        yield
+    finally:
+        _VOUCHED_ASSET_DIRS.reset(token)
+
+
+def flyer_run_name() -> str:
+    """Return the flyer run's name from its brief: ``rosie-s-bakery-sourdough-for-beginners``.
+
+    Prefect calls it (``flow_run_name``) with the run's validated parameters in its
+    context, instead of naming the run at random. Raises nothing: without a brief it
+    is ``flyer``.
+    """
+    context = FlowRunContext.get()
+    brief = context.parameters.get("brief") if context is not None else None
+    if not isinstance(brief, Brief):
+        return "flyer"
+    return slugify(f"{brief.business} {brief.event}", max_length=80)
+
+
+@flow(name="flyer", validate_parameters=True, flow_run_name=flyer_run_name)
 def flyer(
     brief: Brief,
-    profile: Annotated[ProfileName | None, Field(description="Bundle of tested settings.")] = None,
-    variants: Annotated[int | None, Field(ge=1, le=8, description="Variants to make.")] = None,
-    formats: Annotated[list[FormatName] | None, Field(description="Formats to make.")] = None,
-    fresh: Annotated[bool, Field(description="Ignore cached results and recompute.")] = False,
-    print_ready: Annotated[
-        bool | None, Field(description="Print PDFs with bleed (1/8 in, 3 mm on ISO sizes).")
-    ] = None,
-    crop_marks: Annotated[
-        bool | None, Field(description="Crop marks outside the bleed (implies print).")
-    ] = None,
-    assets_from: Annotated[
-        str | None, Field(description="Folder the brief's relative asset paths are read from.")
-    ] = None,
+    profile: ProfileName | None = None,
+    variants: Annotated[int | None, Field(ge=1, le=8)] = None,
+    formats: list[FormatName] | None = None,
+    fresh: bool = False,
+    print_ready: bool | None = None,
+    crop_marks: bool | None = None,
+    assets_from: str | None = None,
 ) -> PublishedRun:
     """Make flyers for one brief: copy, art direction, pictures, QC, layout, run folder.
 
     Raises ``ConfigurationError`` (bad settings, brief assets, fonts, backends)
-    before any model work, or the first step fault left after its retries.
+    before any model work, or the first step fault left after its retries; an
+    ``AssetError`` names a logo or an ``assets_from`` outside the allowed folders.
+
+    Args:
+        brief: Who, what, when and where: the facts printed on the flyer as given.
+        profile: Bundle of tested settings: preview (fast, 2 variants), balanced, or
+            quality (4 variants, 300 ppi). Empty: the profile of the machine running it.
+        variants: Variants to make (1-8), each with its own picture and layout design.
+            Empty: the profile's number.
+        formats: Formats to make: letter, a4, half_letter (PDF and PNG), square,
+            portrait, story (PNG). Empty: the settings' formats.
+        fresh: Ignore cached results and compute every step again.
+        print_ready: Print-ready PDFs: the picture bleeds 1/8 in (3 mm on ISO sizes)
+            past the trim. Empty: the settings' choice.
+        crop_marks: Crop marks outside the bleed (implies print-ready). Empty: the
+            settings' choice.
+        assets_from: Folder the brief's relative logo path is read from. It must lie
+            inside the allowed asset folders (HYPERLOCAL_ASSET_DIRS) of the machine
+            running the flow. Empty: each allowed folder in turn.
     """
     settings = load_settings(
         profile=profile,
@@ -77,7 +128,8 @@ def flyer(
         layout__print=print_ready,
         layout__crop_marks=crop_marks,
     )
-    brief = _checked_assets(brief, Path(assets_from) if assets_from else None, settings.asset_dirs)
+    allowed = [*settings.asset_dirs, *_VOUCHED_ASSET_DIRS.get()]
+    brief = _checked_assets(brief, Path(assets_from) if assets_from else None, allowed)
     return make_flyers(brief, settings, fresh=fresh)
 
 
@@ -113,14 +165,35 @@ def flyer_flow(settings: Settings) -> Flow[..., PublishedRun]:
 
 
 def _checked_assets(brief: Brief, base_dir: Path | None, allowed: Sequence[Path]) -> Brief:
+    """Return ``brief`` with its logo resolved inside the ``allowed`` folders.
+
+    ``base_dir`` (the flow's ``assets_from``) only says where a relative logo path
+    is read from: it must itself lie inside an allowed folder, so no parameter can
+    widen what a run may read. Raises ``AssetError`` (one line) otherwise, or for
+    a logo outside the allowed folders or missing.
+    """
     logo = brief.brand.logo
     if logo is None:
         return brief
+    if base_dir is not None and not _inside(base_dir, allowed):
+        shown = ", ".join(str(folder.resolve()) for folder in allowed) or "(none)"
+        raise AssetError(
+            f"assets_from: {str(base_dir)[:200]} is outside the allowed asset folders "
+            f"({shown}); add it to HYPERLOCAL_ASSET_DIRS on the machine that runs the flow"
+        )
     try:
         resolved = resolve_asset(logo, base_dir, allowed)
     except AssetError as exc:
         raise AssetError(f"brand.logo: {exc}") from None
     return brief.model_copy(update={"brand": brief.brand.model_copy(update={"logo": resolved})})
+
+
+def _inside(folder: Path, allowed: Sequence[Path]) -> bool:
+    try:
+        real = folder.resolve()
+    except (OSError, ValueError):  # a NUL byte, a loop of links: not a usable folder
+        return False
+    return any(real.is_relative_to(root.resolve()) for root in allowed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,6 +390,9 @@ def _main(args: argparse.Namespace) -> int:
         prefect_api(choice, say=lambda line: console.print(line, markup=False)),
         RichProgress(console) as progress,
         displayed(progress.on_event),
+        # The brief's own folder is vouched for here, not by a parameter (see
+        # assets_allowed_from): its logo may sit next to it wherever it is.
+        assets_allowed_from(brief_dir.resolve()),
     ):
         outcome = flyer_flow(settings)(
             brief=brief,

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 from prefect.flows import load_flow_from_entrypoint
 
 from flows.deploy import ON_DEMAND, SCHEDULED, build_deployments
+from hyperlocal.errors import AssetError
+from hyperlocal.models import Brief
 from hyperlocal.settings import load_settings
 from tests.conftest import PROJECT_ROOT
+from tests.flyer_command import run_flyer
+
+EXAMPLE_BRIEFS = PROJECT_ROOT / "examples" / "briefs"
 
 
 def test_the_on_demand_form_is_the_brief_and_the_run_options() -> None:
@@ -82,3 +90,99 @@ def test_deploy_with_settings_that_cannot_work_exits_2_in_one_line(tmp_path: Pat
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1
     assert "HYPERLOCAL_IMAGE__MODEL" in lines[0]
+
+
+# --- What a run may read: the form cannot widen the allowed folders ----------------------
+
+
+def _brief_with_logo(logo: str) -> Brief:
+    return Brief.model_validate(
+        {
+            "business": "Ada's Bikes",
+            "event": "Free bike check",
+            "place": "Canal Yard",
+            "brand": {"logo": logo},
+        }
+    )
+
+
+def _secret_logo(tmp_path: Path) -> Path:
+    secret = tmp_path / "private" / "secret.png"
+    secret.parent.mkdir()
+    Image.new("RGB", (8, 8), "red").save(secret)
+    return secret
+
+
+def test_a_form_run_cannot_read_a_logo_outside_the_allowed_folders_through_assets_from(
+    prefect_env: str, tmp_path: Path
+) -> None:
+    from flows.flyer import flyer
+
+    secret = _secret_logo(tmp_path)
+    brief = _brief_with_logo(str(secret.relative_to("/")))
+    with pytest.raises(AssetError) as caught:
+        flyer(brief=brief, variants=1, formats=["square"], assets_from="/")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("assets_from: / is outside the allowed asset folders")
+    assert "HYPERLOCAL_ASSET_DIRS" in message
+
+
+def test_a_form_run_cannot_name_an_absolute_logo_outside_the_allowed_folders(
+    prefect_env: str, tmp_path: Path
+) -> None:
+    from flows.flyer import flyer
+
+    secret = _secret_logo(tmp_path)
+    with pytest.raises(AssetError, match=r"brand\.logo: .* is outside the allowed folders"):
+        flyer(brief=_brief_with_logo(str(secret)), variants=1, formats=["square"])
+
+
+def test_the_command_line_reads_a_logo_next_to_a_brief_outside_the_allowed_folders(
+    prefect_env: str, isolated_env: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "my-briefs"
+    folder.mkdir()
+    shutil.copy(EXAMPLE_BRIEFS / "bakery.toml", folder / "bakery.toml")
+    shutil.copy(EXAMPLE_BRIEFS / "rosies-logo.png", folder / "rosies-logo.png")
+    result = run_flyer(
+        "--brief", str(folder / "bakery.toml"), "--variants", "1", "--format", "square", env={}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run,) = (isolated_env / "output" / "flyer_runs").iterdir()
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["brief"]["brand"]["logo"] == str((folder / "rosies-logo.png").resolve())
+
+
+# --- The form's run options: descriptions and run names -----------------------------------
+
+
+def test_every_run_option_of_the_form_has_a_description() -> None:
+    on_demand, scheduled = build_deployments(load_settings())
+    for deployment in (on_demand, scheduled):
+        properties = deployment._parameter_openapi_schema.model_dump()["properties"]
+        missing = [name for name, field in properties.items() if not field.get("description")]
+        assert missing == [], f"{deployment.name}: no description for {missing}"
+
+
+def _run_name(state: object) -> str:
+    from prefect.client.orchestration import get_client
+
+    flow_run_id = state.state_details.flow_run_id  # type: ignore[attr-defined]
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id).name
+
+
+def test_runs_are_named_after_the_business_and_the_event(prefect_env: str, tmp_path: Path) -> None:
+    from flows.batch import batch
+    from flows.flyer import flyer
+
+    # Runs that stop at once (a refused logo, an empty folder): the name comes first.
+    brief = _brief_with_logo(str(_secret_logo(tmp_path)))
+    state = flyer(brief=brief, variants=1, formats=["square"], return_state=True)
+    assert state.is_failed()
+    assert _run_name(state) == "ada-s-bikes-free-bike-check"
+    (tmp_path / "shop briefs").mkdir()
+    state = batch(source=str(tmp_path / "shop briefs"), return_state=True)
+    assert state.is_failed()
+    assert _run_name(state) == "batch-shop-briefs"
