@@ -362,3 +362,59 @@ def test_too_long_a_date_is_one_error_naming_the_limit() -> None:
     with pytest.raises(BriefError) as caught:
         validate_brief({**GOOD, "date": "9" * 5000}, "brief.toml")
     assert str(caught.value) == "brief.toml: date: String should have at most 60 characters"
+
+
+# -- files that are not regular files, byte-order marks -----------------------------------------
+
+
+def test_a_brief_linked_to_an_endless_device_is_refused_without_reading_it(tmp_path: Path) -> None:
+    link = tmp_path / "brief.toml"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(BriefError) as caught:
+        load_brief(link)
+    assert str(caught.value) == (
+        f"{link}: is a character device, not a regular file: name a brief file"
+    )
+
+
+def test_a_fifo_named_as_a_brief_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "brief.json"
+    os.mkfifo(fifo)
+    # Opened for reading with no writer, a FIFO blocks: the loader must not wait on it.
+    with pytest.raises(BriefError) as caught:
+        load_brief(fifo)
+    assert str(caught.value) == (
+        f"{fifo}: is a FIFO (named pipe), not a regular file: name a brief file"
+    )
+
+
+def test_a_folder_named_as_a_brief_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "brief.yaml"
+    folder.mkdir()
+    with pytest.raises(BriefError) as caught:
+        load_brief(folder)
+    assert "is a folder" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_brief_over_the_limit_is_refused_after_reading_only_the_limit(tmp_path: Path) -> None:
+    from hyperlocal.briefs.loading import MAX_BRIEF_BYTES
+
+    path = tmp_path / "brief.json"
+    path.write_text(json.dumps({**GOOD, "details": "x" * MAX_BRIEF_BYTES}), encoding="utf-8")
+    with pytest.raises(BriefError, match=f"more than {MAX_BRIEF_BYTES} bytes is too large"):
+        load_brief(path)
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml", ".json"])
+def test_a_brief_saved_with_a_byte_order_mark_loads(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"brief{suffix}"
+    if suffix == ".toml":
+        text = 'business = "Rosie\'s"\nevent = "Bread"\nplace = "Market St"\n'
+    elif suffix == ".yaml":
+        text = "business: Rosie's\nevent: Bread\nplace: Market St\n"
+    else:
+        text = json.dumps({"business": "Rosie's", "event": "Bread", "place": "Market St"})
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    brief = load_brief(path)
+    assert brief.business == "Rosie's"

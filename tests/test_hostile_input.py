@@ -655,6 +655,8 @@ CLI_CASES: dict[str, Any] = {
         "place": "Here",
         "brand": {"logo": "lo\x00go.png"},
     },
+    # Not data: the brief path is a FIFO with no writer (opening it used to block forever).
+    "brief-is-a-fifo": None,
 }
 
 
@@ -683,7 +685,10 @@ def cli_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CliResult
     running = {}
     for name, data in CLI_CASES.items():
         path = root / f"{name}.json"
-        path.write_text(json.dumps(data))
+        if data is None:
+            os.mkfifo(path)
+        else:
+            path.write_text(json.dumps(data))
         running[name] = subprocess.Popen(
             [sys.executable, "-m", "flows.flyer", "--brief", str(path)],
             cwd=PROJECT_ROOT,
@@ -737,3 +742,11 @@ def test_a_logo_name_with_a_nul_byte_exits_2_with_one_line_on_the_command_line(
 ) -> None:
     line = _assert_one_clear_line(cli_results["logo-with-nul"])
     assert "logo" in line
+
+
+@pytest.mark.slow
+def test_a_brief_path_that_is_a_fifo_exits_2_with_one_line_on_the_command_line(
+    cli_results: dict[str, CliResult],
+) -> None:
+    line = _assert_one_clear_line(cli_results["brief-is-a-fifo"])
+    assert "is a FIFO (named pipe), not a regular file" in line

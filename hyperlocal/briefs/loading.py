@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -36,20 +38,73 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(parts)
 
 
+def read_brief_text(path: Path, limit: int = MAX_BRIEF_BYTES, what: str = "a brief") -> str:
+    """Return the text of the brief file ``path``, a UTF-8 byte-order mark dropped.
+
+    Only a regular file is read (after following links): a device such as
+    ``/dev/zero`` would be read until memory runs out and a FIFO would block, so
+    the file is opened without blocking, checked with ``fstat`` on the opened
+    descriptor (no race with a swapped name), and read to at most ``limit`` + 1
+    bytes (``what`` names the file in the error). Raises ``BriefError`` with one line.
+    """
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise BriefError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise BriefError(f"{path}: cannot read it ({exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise BriefError(f"{path}: is {_file_kind(mode)}, not a regular file: name {what} file")
+        data = _read_at_most(fd, limit + 1)
+    except OSError as exc:
+        raise BriefError(f"{path}: cannot read it ({exc})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise BriefError(f"{path}: more than {limit} bytes is too large for {what}")
+    try:
+        # utf-8-sig: editors on Windows save UTF-8 with a byte-order mark; it carries nothing.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BriefError(
+            f"{path}: cannot read it: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+
+
+def _read_at_most(fd: int, size: int) -> bytes:
+    """Return the next ``size`` bytes of ``fd``, or fewer at its end; raises ``OSError``."""
+    chunks: list[bytes] = []
+    left = size
+    while left > 0:
+        chunk = os.read(fd, min(left, 64 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _file_kind(mode: int) -> str:
+    """Return what a non-regular file is, in words (``a folder``, ``a FIFO``)."""
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a file")
+
+
 def read_brief_data(path: Path) -> dict[str, Any]:
     """Return the raw mapping in a TOML, YAML or JSON brief file; raises ``BriefError``."""
     suffix = path.suffix.lower()
     if suffix not in BRIEF_SUFFIXES:
         raise BriefError(f"{path}: a brief must be a {', '.join(BRIEF_SUFFIXES)} file")
-    try:
-        size = path.stat().st_size
-        if size > MAX_BRIEF_BYTES:
-            raise BriefError(f"{path}: {size} bytes is too large for a brief")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BriefError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BriefError(f"{path}: cannot read it ({exc})") from None
+    text = read_brief_text(path)
     try:
         if suffix == ".toml":
             data: Any = tomllib.loads(text)
