@@ -31,7 +31,7 @@ from hyperlocal.errors import (
     InvalidImage,
 )
 from hyperlocal.models import BackendIdentity, GeneratedImage, PromptSyntax
-from hyperlocal.pictures import picture_header
+from hyperlocal.pictures import MAX_BACKGROUND_PIXELS, picture_header
 from hyperlocal.prompts.clip_tokens import TokenCounter, clip_counter
 from hyperlocal.settings import ImageSettings
 
@@ -75,7 +75,8 @@ def a1111_sampler(name: str | None) -> str | None:
 def decode_png(data: str, width: int, height: int) -> bytes:
     """Return PNG bytes from base64 ``data`` (a data URI prefix allowed).
 
-    Raises ``InvalidImage`` unless the bytes are a PNG of exactly ``width`` x ``height``.
+    Raises ``InvalidImage`` unless the bytes are a PNG of exactly ``width`` x ``height``
+    (a picture of more than ``MAX_BACKGROUND_PIXELS`` is refused from its header alone).
     """
     # Some proxies wrap long base64 lines; whitespace carries nothing.
     text = "".join(data.split())
@@ -87,7 +88,10 @@ def decode_png(data: str, width: int, height: int) -> bytes:
         png = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidImage("the image server sent a picture that is not valid base64") from None
-    found_format, size = picture_header(png, "the image server sent")
+    # The header's size is held to the largest request before a byte of it is decoded.
+    found_format, size = picture_header(
+        png, "the image server sent", max_pixels=MAX_BACKGROUND_PIXELS
+    )
     if found_format != "PNG":
         raise InvalidImage(
             f"the image server sent {found_format}, not PNG: set the server's image format to png"

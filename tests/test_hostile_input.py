@@ -19,13 +19,17 @@ names, unbalanced brackets in links) also have explicit tests below.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
+import time
 import unicodedata
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,16 +42,19 @@ from hypothesis import strategies as st
 from PIL import Image
 from pypdf import PdfReader
 
+from backends.a1111_image import decode_png
 from backends.base import CopyRequest
 from backends.builtin_text import BuiltinCopywriter
+from hyperlocal.briefs.assets import resolve_asset
 from hyperlocal.briefs.loading import load_brief, validate_brief
-from hyperlocal.errors import AssetError, BriefError, HyperlocalError
+from hyperlocal.errors import AssetError, BriefError, HyperlocalError, InvalidImage
 from hyperlocal.layout.designs import place_design
 from hyperlocal.layout.fonts import font_library
 from hyperlocal.layout.formats import FORMATS
 from hyperlocal.layout.qr import qr_svg
 from hyperlocal.layout.typesetting import DEFAULT_TEMPLATE, template_digest
 from hyperlocal.models import BrandKit, Brief, GeneratedImage, RenderedFlyer
+from hyperlocal.pictures import MAX_LOGO_PIXELS, decode_picture
 from tasks.layout import RenderRequest, render_flyer
 from tests.pictures import painted
 
@@ -616,18 +623,97 @@ def test_a_logo_file_that_is_not_a_picture_is_one_clear_error(
 ) -> None:
     fake = tree.briefs / "fake.png"
     fake.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    data = {"business": "B", "event": "E", "place": "P", "brand": {"logo": "fake.png"}}
     try:
-        brief = validate_brief(
-            {"business": "B", "event": "E", "place": "P", "brand": {"logo": "fake.png"}},
-            "brief.json",
-            base_dir=tree.briefs,
-            allowed_dirs=tree.allowed,
-        )
+        # Refused from its header when the brief is read ...
+        with pytest.raises(AssetError) as refused:
+            validate_brief(data, "brief.json", base_dir=tree.briefs, allowed_dirs=tree.allowed)
+        assert "brand.logo: fake.png is not a picture" in one_line(refused.value)
+        # ... and by the renderer, for a brief that no loader checked.
+        brief = Brief(business="B", event="E", place="P", brand=BrandKit(logo=fake))
         with pytest.raises(HyperlocalError) as refused:
             render(brief, background, digest, "half_letter")
         one_line(refused.value)
     finally:
         fake.unlink()
+
+
+# -- pictures from outside: pixels limited before decoding ---------------------------------------
+
+
+def giant_png(width: int, height: int) -> bytes:
+    """Return a valid black 1-bit PNG of ``width`` x ``height``: a few KB, huge when decoded."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte "none", then the packed pixels
+    packer = zlib.compressobj(9)
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    """A 20000x20000 px PNG (400 MP, about 60 KB): decoded, it took 30 s and 1 GB."""
+    return giant_png(20000, 20000)
+
+
+def test_a_logo_of_too_many_pixels_is_refused_from_its_header(tree: AssetTree, bomb: bytes) -> None:
+    (tree.briefs / "bomb.png").write_bytes(bomb)
+    data = {"business": "B", "event": "E", "place": "P", "brand": {"logo": "bomb.png"}}
+    started = time.perf_counter()
+    try:
+        with pytest.raises(AssetError) as refused:
+            validate_brief(data, "brief.json", base_dir=tree.briefs, allowed_dirs=tree.allowed)
+    finally:
+        (tree.briefs / "bomb.png").unlink()
+    assert time.perf_counter() - started < 2, "the logo was decoded"
+    assert one_line(refused.value) == (
+        "brief.json: brand.logo: 20000x20000 px is more than the 40 MP a logo may have: "
+        "use a smaller picture"
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "refused"),
+    [((8000, 5000), False), ((8001, 5000), True), ((12000, 9000), True)],
+    ids=["at-the-limit", "one-column-over", "between-the-limit-and-pillows"],
+)
+def test_the_logo_limit_is_40_megapixels(
+    tmp_path: Path, size: tuple[int, int], refused: bool
+) -> None:
+    assert MAX_LOGO_PIXELS == 40_000_000
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(giant_png(*size))
+    if not refused:
+        assert resolve_asset(Path("logo.png"), tmp_path, []) == logo.resolve()
+        return
+    # The same check serves the flow's parameter (the UI form, the API): flows.flyer calls it.
+    with pytest.raises(AssetError, match=rf"^{size[0]}x{size[1]} px is more than the 40 MP"):
+        resolve_asset(Path("logo.png"), tmp_path, [])
+
+
+def test_an_image_server_picture_of_too_many_pixels_is_refused_before_decoding(
+    bomb: bytes,
+) -> None:
+    started = time.perf_counter()
+    with pytest.raises(InvalidImage) as refused:
+        decode_png(base64.b64encode(bomb).decode(), 1024, 1024)
+    assert time.perf_counter() - started < 2
+    assert one_line(refused.value) == (
+        "the image server sent 20000x20000 px, more than the 16.8 MP a background may have"
+    )
+
+
+def test_decoding_a_picture_of_too_many_pixels_is_refused_before_decoding(bomb: bytes) -> None:
+    with pytest.raises(InvalidImage, match=r"20000x20000 px, more than the 16\.8 MP"):
+        decode_picture(bomb, "RGB", "the background")
 
 
 # -- the command line -----------------------------------------------------------------------------
