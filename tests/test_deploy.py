@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,6 +17,7 @@ from PIL import Image
 from prefect.flows import load_flow_from_entrypoint
 
 from flows.deploy import ON_DEMAND, SCHEDULED, build_deployments
+from hyperlocal.briefs.sets import load_brief_set
 from hyperlocal.errors import AssetError
 from hyperlocal.models import Brief
 from hyperlocal.settings import load_settings
@@ -186,3 +189,76 @@ def test_runs_are_named_after_the_business_and_the_event(prefect_env: str, tmp_p
     state = batch(source=str(tmp_path / "shop briefs"), return_state=True)
     assert state.is_failed()
     assert _run_name(state) == "batch-shop-briefs"
+
+
+# --- prefect.yaml deploys cleanly: no schedule prompt, a briefs folder that exists -------
+
+
+def _prefect_yaml_deployments() -> list[dict[str, Any]]:
+    config = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text(encoding="utf-8"))
+    return list(config["deployments"])
+
+
+def test_every_on_demand_deployment_says_it_has_no_schedule() -> None:
+    # Without the key, an interactive `prefect deploy` offers a schedule (default: yes,
+    # every hour): runs with no brief. Prefect skips the question only for a given list.
+    on_demand = [d for d in _prefect_yaml_deployments() if d["entrypoint"].endswith(":flyer")]
+    assert {d["name"] for d in on_demand} >= {ON_DEMAND}
+    for deployment in on_demand:
+        assert deployment.get("schedules", "missing") == [], deployment["name"]
+
+
+def test_the_scheduled_deployment_makes_the_briefs_shipped_in_the_checkout() -> None:
+    (weekly,) = [d for d in _prefect_yaml_deployments() if d["name"] == SCHEDULED]
+    assert weekly["schedules"]
+    # Process workers run in the checkout (HYPERLOCAL_HOME): the folder is relative to it.
+    folder = PROJECT_ROOT / weekly["parameters"]["source"]
+    brief_set = load_brief_set(folder, load_settings().asset_dirs)
+    assert brief_set.problems == []
+    assert len(brief_set.items) >= 6
+    assert all(item.brief.brand.logo is not None for item in brief_set.items)
+
+
+@pytest.mark.slow
+def test_prefect_deploy_asks_nothing_and_adds_no_schedule_to_the_on_demand_deployment(
+    prefect_env: str, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    prefect = Path(sys.executable).parent / "prefect"
+    # Prompts on (as in a terminal) with nothing to read: any question fails the deploy.
+    env = {**os.environ, "HYPERLOCAL_HOME": str(PROJECT_ROOT), "PREFECT_CLI_PROMPT": "true"}
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(prefect), *argv],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    pool = "hyperlocal-process"
+    created = run("work-pool", "create", pool, "--type", "process", "--overwrite")
+    assert created.returncode == 0, created.stdout + created.stderr
+    try:
+        deployed = run("deploy", "-n", ON_DEMAND, "-n", SCHEDULED)
+        assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
+        with get_client(sync_client=True) as client:
+            on_demand = client.read_deployment_by_name(f"flyer/{ON_DEMAND}")
+            scheduled = client.read_deployment_by_name(f"flyer-batch/{SCHEDULED}")
+        assert on_demand.schedules == []
+        (weekly,) = scheduled.schedules
+        assert weekly.schedule.cron == "0 9 * * 1"  # type: ignore[union-attr]
+        assert scheduled.parameters == {"source": "briefs"}
+    finally:
+        # The session's server is shared: leave no deployment or pool behind.
+        with get_client(sync_client=True) as client:
+            for name in (f"flyer/{ON_DEMAND}", f"flyer-batch/{SCHEDULED}"):
+                with contextlib.suppress(Exception):
+                    client.delete_deployment(client.read_deployment_by_name(name).id)
+            with contextlib.suppress(Exception):
+                client.delete_work_pool(pool)

@@ -1,0 +1,1 @@
+"""Scripts that make the repository's example files: ``python -m scripts.<name>``."""
