@@ -217,23 +217,27 @@ def _fill(template: str, brief: Brief) -> str:
     return template.format(event=brief.event, business=brief.business, audience=brief.audience)
 
 
-def _first_fitting(templates: tuple[str, ...], brief: Brief, limit: int) -> str:
+def _first_fitting(
+    templates: tuple[str, ...], brief: Brief, limit: int, what: str, log: WorkLog | None
+) -> str:
+    """Return the first template that fits ``limit``, else the last one cut (and noted)."""
     for template in templates:
         if "{audience}" in template and not brief.audience:
             continue
         text = _fill(template, brief)
         if len(text) <= limit:
             return text
-    return clip_words(_fill(templates[-1], brief), limit)
+    return _clipped(_fill(templates[-1], brief), limit, what, log)
 
 
 def _detail_points(brief: Brief) -> list[str]:
+    """Return the details as points, whole (``_printed_points`` cuts the ones printed)."""
     # Sentences, semicolon clauses and lines of the details become points.
     pieces = re.split(r"(?<=[.!?])\s+|;\s*|\n+", brief.details)
     # Tabs and runs of spaces are fine in details but not in a one-line point.
     points = [" ".join(p.split()).rstrip(".") for p in pieces if p.strip()]
     points = [p for p in points if p]
-    return [clip_words(p[0].upper() + p[1:], 90) for p in points]
+    return [p[0].upper() + p[1:] for p in points]
 
 
 def _scene(brief: Brief) -> tuple[str, str]:
@@ -248,11 +252,27 @@ def _scene(brief: Brief) -> tuple[str, str]:
 
 
 def _clipped(text: str, limit: int, what: str, log: WorkLog | None) -> str:
-    """Return ``text`` cut to ``limit`` at a word boundary, noting a cut in ``log``."""
+    """Return ``text`` cut to ``limit`` at a word boundary, noting a cut in ``log``.
+
+    Every text the copywriter shortens goes through here, so the manifest and the
+    command line list each cut with the field and its original length.
+    """
     clipped = clip_words(text, limit)
     if clipped != text and log is not None:
         log.note(f"{what} cut from {len(text)} to {len(clipped)} characters: {clipped!r}")
     return clipped
+
+
+def _printed_points(points: list[str], keep: int, log: WorkLog | None) -> list[str]:
+    """Return the first ``keep`` points cut to 90 characters; notes cuts and points left out."""
+    left_out = points[keep:]
+    if left_out and log is not None:
+        shown = ", ".join(repr(clip_words(p, 30)) for p in left_out)
+        log.note(f"body points: {keep} of {len(points)} printed, left out: {shown}")
+    return [
+        _clipped(point, 90, f"body point {number}", log)
+        for number, point in enumerate(points[:keep], start=1)
+    ]
 
 
 class BuiltinCopywriter:
@@ -276,8 +296,10 @@ class BuiltinCopywriter:
         """Return the copy of one variant; its angle is chosen by the variant number.
 
         Like a model's, the copy is a draft with the brief's facts placed verbatim;
-        texts cut to fit their line are noted in ``log``. Raises ``InvalidModelOutput``
-        only if a template broke a fact (a bug).
+        every text cut to fit its line (headline, subhead, body points, call to
+        action, fine print) and every body point left out is noted in ``log``, with
+        the field and its original length. Raises ``InvalidModelOutput`` only if a
+        template broke a fact (a bug).
         """
         if log is not None:
             log.writer(self.identity.label)
@@ -285,10 +307,10 @@ class BuiltinCopywriter:
         brief = request.brief
         angle = ANGLES[(request.variant - 1) % len(ANGLES)]
         tone: Tone = brief.tone
-        subhead = _first_fitting(angle.subheads, brief, 120)
+        subhead = _first_fitting(angle.subheads, brief, 120, "subhead", log)
         points = _detail_points(brief)
         if brief.audience and brief.audience not in subhead:
-            points.append(clip_words(AUDIENCE_LINES[tone].format(audience=brief.audience), 90))
+            points.append(AUDIENCE_LINES[tone].format(audience=brief.audience))
         # Rotate the points so variants lead with different details.
         if points:
             shift = (request.variant - 1) % len(points)
@@ -299,11 +321,11 @@ class BuiltinCopywriter:
             fine_print += " Scan the code for details."
         draft = CopyDraft(
             angle=angle.name,
-            headline=_first_fitting(angle.headlines, brief, 60),
+            headline=_first_fitting(angle.headlines, brief, 60, "headline", log),
             subhead=subhead,
-            body_points=points[:3],
+            body_points=_printed_points(points, 3, log),
             call_to_action=_clipped(cta, 40, "call to action", log),
-            fine_print=clip_words(fine_print, 200),
+            fine_print=_clipped(fine_print, 200, "fine print", log),
         )
         copy = FlyerCopy.from_draft(draft, brief)
         problems = fact_problems(copy, brief) + contradictions(draft, brief)

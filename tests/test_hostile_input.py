@@ -716,6 +716,58 @@ def test_decoding_a_picture_of_too_many_pixels_is_refused_before_decoding(bomb: 
         decode_picture(bomb, "RGB", "the background")
 
 
+# -- long texts: every cut is noted ------------------------------------------------------------
+
+LONG_BRIEF = Brief(
+    business="Rosie's Bakery",
+    event="Sourdough, rye and spelt bread baking for complete beginners in the old town hall",
+    details=(
+        "Mix and knead your own dough with a baker who has done it for thirty years and "
+        "loves to share every trick. Shape two loaves. Bake them in our oven. Take them home."
+    ),
+    place="12 Market Street",
+    audience="curious home bakers of every age and level",
+    call_to_action="Book your place at the counter or online before Friday night",
+)
+
+
+def test_every_text_the_builtin_copywriter_shortens_is_noted_with_its_length() -> None:
+    from backends.work_log import WorkLog
+
+    notes: set[str] = set()
+    for variant in (1, 2, 3, 4):
+        log = WorkLog()
+        copy = BuiltinCopywriter().write_copy(
+            CopyRequest(brief=LONG_BRIEF, variant=variant, variants=4), log
+        )
+        variant_notes = log.record().notes
+        notes |= set(variant_notes)
+        # Whatever was shortened on the flyer is in the notes, with its original length.
+        assert copy.call_to_action != LONG_BRIEF.call_to_action
+        assert any(n.startswith("call to action cut from 60 to ") for n in variant_notes)
+        if copy.headline.endswith("…"):
+            assert any(n.startswith("headline cut from ") for n in variant_notes), variant_notes
+    text = "\n".join(sorted(notes))
+    # "{event}" leads the announcement: the event's length is the headline's.
+    assert f"headline cut from {len(LONG_BRIEF.event)} to " in text
+    assert "body point 1 cut from 105 to " in text  # the details' first sentence
+    assert "body points: 3 of 5 printed, left out: 'Take them home', " in text
+
+
+def test_the_command_line_summary_lists_the_copywriters_cuts() -> None:
+    from backends.work_log import WorkLog
+    from flows.work_summary import work_lines
+    from hyperlocal.models.manifest import RunManifest, StepRecord
+
+    log = WorkLog()
+    BuiltinCopywriter().write_copy(CopyRequest(brief=LONG_BRIEF, variant=1, variants=1), log)
+    step = StepRecord(step="write_copy", variant=1, cached=False, seconds=0.1, work=log.record())
+    lines = work_lines(RunManifest.model_construct(steps=[step]))
+    printed = [text for kind, text in lines if kind == "note"]
+    assert any("call to action cut from 60 to " in line for line in printed), lines
+    assert any(f"headline cut from {len(LONG_BRIEF.event)} to " in line for line in printed)
+
+
 # -- the command line -----------------------------------------------------------------------------
 
 
