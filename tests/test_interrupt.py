@@ -3,15 +3,24 @@
 The command line runs in a child process with Prefect's log lines on
 (``--verbose``), so the test can tell when typesetting has started and send the
 signal right then.
+
+The child must get Ctrl-C handled whatever the test runner inherited: a runner
+started as a background job of a non-interactive shell (``pytest ... &`` in a
+script, as when suites share a loaded machine) has SIGINT ignored, every child
+inherits that, and Python installs no ``KeyboardInterrupt`` handler for an
+ignored SIGINT: the signal was dropped, the run finished and exited 0 (SIGTERM,
+never ignored that way, always passed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -23,19 +32,50 @@ from tests.conftest import PROJECT_ROOT
 FORMATS = ["letter", "a4", "half_letter", "square", "portrait", "story"]
 
 
+@contextlib.contextmanager
+def _sigint_handled() -> Iterator[None]:
+    """Handle SIGINT in this process while inside, whatever it inherited.
+
+    A handled signal is reset to its default in a child at exec, and Python then
+    turns it into ``KeyboardInterrupt``; an ignored one stays ignored in the child.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _popen(argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start ``argv`` in the project folder, output merged, Ctrl-C reaching it as for a user."""
+    with _sigint_handled():
+        return subprocess.Popen(
+            argv,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
 def _start(output: Path, cache: Path) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "flows.flyer", "--verbose", "--variants", "3"]
     for name in FORMATS:
         argv += ["--format", name]
     env = {**os.environ, "HYPERLOCAL_OUTPUT_DIR": str(output), "HYPERLOCAL_CACHE_DIR": str(cache)}
-    return subprocess.Popen(
-        argv,
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return _popen(argv, env)
+
+
+def test_a_child_gets_ctrl_c_even_when_the_test_run_ignores_sigint() -> None:
+    check = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in `pytest &` from a script
+    try:
+        child = _popen([sys.executable, "-c", check], dict(os.environ))
+        out, _ = child.communicate(timeout=60)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert out.strip() == "True"
 
 
 def _check_output_is_whole(output: Path) -> list[Path]:
