@@ -73,6 +73,17 @@ def assets_allowed_from(*folders: Path) -> Iterator[None]:
         _VOUCHED_ASSET_DIRS.reset(token)
 
 
+def allowed_asset_dirs(settings: Settings) -> list[Path]:
+    """Return the folders a run in this process may read assets from: the settings'
+    and those the calling code vouched for (``assets_allowed_from``).
+
+    A module-level function, not inline in the flow's body: on Dask and for model
+    workers Prefect pickles the flow's function by value with the globals it names,
+    and a context variable cannot be pickled.
+    """
+    return [*settings.asset_dirs, *_VOUCHED_ASSET_DIRS.get()]
+
+
 def flyer_run_name() -> str:
     """Return the flyer run's name from its brief: ``rosie-s-bakery-sourdough-for-beginners``.
 
@@ -128,7 +139,7 @@ def flyer(
         layout__print=print_ready,
         layout__crop_marks=crop_marks,
     )
-    allowed = [*settings.asset_dirs, *_VOUCHED_ASSET_DIRS.get()]
+    allowed = allowed_asset_dirs(settings)
     brief = _checked_assets(brief, Path(assets_from) if assets_from else None, allowed)
     return make_flyers(brief, settings, fresh=fresh)
 
