@@ -104,8 +104,13 @@ def picture_file_header(path: Path) -> tuple[str | None, tuple[int, int]]:
     with path.open("rb") as file:
         try:
             return read_header(file)
+        except UnidentifiedImageError:
+            # Pillow's message repeats the file object; the caller names the file.
+            raise InvalidImage("not a picture: use a PNG, JPEG or SVG file") from None
         except NOT_A_PICTURE as exc:
-            raise InvalidImage(f"not a picture ({exc})") from None
+            raise InvalidImage(
+                f"not a readable picture ({exc}): use a PNG, JPEG or SVG file"
+            ) from None
 
 
 def picture_header(

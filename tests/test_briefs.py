@@ -136,7 +136,10 @@ def _brief_with_logo(folder: Path, logo: str) -> Path:
 
 
 def test_a_logo_next_to_the_brief_is_allowed(tmp_path: Path) -> None:
-    (tmp_path / "logo.png").write_bytes(b"png")
+    from PIL import Image
+
+    # A real picture: a logo's header is read (its pixel count is limited).
+    Image.new("RGB", (8, 8), "#336699").save(tmp_path / "logo.png")
     brief = load_brief(_brief_with_logo(tmp_path, "logo.png"))
     assert brief.brand.logo == (tmp_path / "logo.png").resolve()
 
