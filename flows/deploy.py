@@ -39,8 +39,13 @@ TAGS = ["hyperlocal"]
 
 def build_deployments(settings: Settings) -> list[Any]:
     """Return the on-demand and the scheduled deployment (``RunnerDeployment`` objects)."""
+    from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
+    # Runs import the flows by module path (flows.flyer), not by file: loaded from a
+    # file, the flow's module is called "flyer", and a step handed to a model worker or
+    # a Dask worker carries a reference to that module, which no other process has.
+    by_module = EntrypointType.MODULE_PATH
     on_demand = flyer_flow(settings).to_deployment(
         name=ON_DEMAND,
         description=(
@@ -49,6 +54,7 @@ def build_deployments(settings: Settings) -> list[Any]:
         ),
         tags=TAGS,
         enforce_parameter_schema=True,
+        entrypoint_type=by_module,
     )
     runner = task_runner_for(settings)
     scheduled_flow = batch if runner is None else batch.with_options(task_runner=runner)
@@ -59,6 +65,7 @@ def build_deployments(settings: Settings) -> list[Any]:
         schedules=[Cron(settings.schedule.cron, timezone=settings.schedule.timezone)],
         parameters={"source": str(Path(settings.schedule.briefs).resolve())},
         enforce_parameter_schema=True,
+        entrypoint_type=by_module,
     )
     return [on_demand, scheduled]
 

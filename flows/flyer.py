@@ -328,6 +328,9 @@ def report(console: Console, outcome: PublishedRun, seconds: float) -> None:
             f"{done}: {manifest.computed_steps} steps computed "
             f"({calls} model calls: {per_role}), {manifest.cached_steps} from the cache."
         )
+    on_workers = sum(record.on_worker for record in manifest.steps)
+    if on_workers:
+        console.print(f"[dim]model workers[/]: {on_workers} steps ran on model workers")
     if manifest.damaged_cache:
         count = len(manifest.damaged_cache)
         what = "1 cached result was" if count == 1 else f"{count} cached results were"

@@ -219,8 +219,9 @@ class FlyerRun:
             )
         )
         started = time.perf_counter()
+        on_worker = defer and name in self.steps.deferred
         try:
-            if task.name in self.steps.deferred and defer:
+            if on_worker:
                 future: Any = task.delay(*args, **kwargs)
                 value = wait_deferred(future, lambda: self._cancelled)
             else:
@@ -230,14 +231,24 @@ class FlyerRun:
             # Kept in the manifest when the run goes on without this result (its model
             # requests count); a fault that ends the run leaves no manifest anyway.
             self._record(
-                name, variant, format_name, attempt, False, started, str(exc), work_of(exc)
+                name,
+                variant,
+                format_name,
+                attempt,
+                False,
+                started,
+                str(exc),
+                work_of(exc),
+                on_worker=on_worker,
             )
             raise
         cached = future.state.name == "Cached"
         work = value.work if isinstance(value, WrittenCopy | DirectedArt | CheckedPicture) else None
-        if defer:
+        if on_worker:
             self._note_backend(value)
-        self._record(name, variant, format_name, attempt, cached, started, work=work)
+        self._record(
+            name, variant, format_name, attempt, cached, started, work=work, on_worker=on_worker
+        )
         _notify(
             ProgressEvent(
                 variant=variant,
@@ -275,6 +286,7 @@ class FlyerRun:
         started: float,
         error: str | None = None,
         work: ModelWork | None = None,
+        on_worker: bool = False,
     ) -> None:
         record = StepRecord(
             step=step,
@@ -285,6 +297,7 @@ class FlyerRun:
             seconds=round(time.perf_counter() - started, 4),
             error=error,
             work=work,
+            on_worker=on_worker,
         )
         with self._lock:
             self._records.append(record)

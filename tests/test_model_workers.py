@@ -6,6 +6,7 @@ processes holding a tiny SDXL pipeline, and flyer runs from the command line.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -122,6 +123,7 @@ def test_two_workers_paint_the_pictures_and_the_run_itself_loads_no_model(
         assert run.returncode == 0, run.stdout + run.stderr
         # The run's own process never imported torch or diffusers: the workers paint.
         assert "model libraries imported: none" in run.stdout, run.stdout
+        assert "4 steps ran on model workers" in run.stdout, run.stdout
     # The workers' own lines, one per step: two new pictures per run, and the second
     # run's prompt fitting comes from the cache.
     done = re.findall(r"^(\w+)-\d+: (completed|from the cache)", worker_output, re.MULTILINE)
@@ -177,3 +179,82 @@ def test_roles_go_to_workers_only_when_their_model_loads_in_process(
     assert deferred_roles(painting, fresh=True, server="http://127.0.0.1:9/api") == frozenset()
     with pytest.raises(ConfigurationError, match="--fresh"):
         deferred_roles(required, fresh=True, server="http://127.0.0.1:9/api")
+
+
+@pytest.mark.slow
+def test_runs_from_a_served_deployment_hand_their_pictures_to_the_worker(
+    image_env: dict[str, str], prefect_env: str, tmp_path: Path
+) -> None:
+    api = prefect_env
+    started = time.time()
+    log = tmp_path / "deploy.log"
+    with _workers(1, image_env, tmp_path, api), log.open("wb") as sink:
+        deploy = subprocess.Popen(
+            [sys.executable, "-m", "flows.deploy"],
+            cwd=PROJECT_ROOT,
+            env=image_env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deployment = _served_deployment(api, "make-flyer", since=started, log=log)
+            brief = {"business": "Rosie's", "event": "Sourdough class", "place": "12 Market St"}
+            parameters = {"brief": brief, "variants": 1, "formats": ["square"]}
+            runs = [_start_run(api, deployment, parameters) for _ in range(2)]
+            states = [_final_state(api, run) for run in runs]
+        finally:
+            deploy.send_signal(signal.SIGTERM)
+            deploy.wait(timeout=60)
+    assert states == ["COMPLETED", "COMPLETED"], f"{states}\n{log.read_text()[-3000:]}"
+    manifests = [
+        json.loads(path.read_text())
+        for path in (tmp_path / "output" / "flyer_runs").glob("*/manifest.json")
+    ]
+    assert len(manifests) == 2
+    for manifest in manifests:
+        painting = [s for s in manifest["steps"] if s["step"] == "generate_image"]
+        assert painting
+        assert all(step["on_worker"] for step in painting), painting
+        assert manifest["backends"]["image"]["kind"] == "diffusers"
+
+
+def _served_deployment(api: str, name: str, since: float, log: Path) -> str:
+    """Return the id of deployment ``name`` once a serving process has (re)registered it."""
+    deadline = time.monotonic() + 120
+    while True:
+        found = httpx.post(
+            f"{api}/deployments/filter",
+            json={"deployments": {"name": {"any_": [name]}}},
+            timeout=10,
+        ).json()
+        fresh = [d for d in found if _timestamp(d["updated"]) >= since]
+        if fresh:
+            return str(fresh[0]["id"])
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.5)
+
+
+def _timestamp(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _final_state(api: str, run_id: str) -> str:
+    deadline = time.monotonic() + 240
+    while True:
+        state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state_type"]
+        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return str(state)
+        assert time.monotonic() < deadline, f"run still {state}"
+        time.sleep(0.5)
+
+
+def _start_run(api: str, deployment: str, parameters: dict[str, object]) -> str:
+    response = httpx.post(
+        f"{api}/deployments/{deployment}/create_flow_run",
+        json={"parameters": parameters},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])

@@ -43,6 +43,11 @@ class StepRecord(BaseModel):
         "reasons, retried faults, tokens, time, and who wrote the answer (the original "
         "computation's, for a cached step).",
     )
+    on_worker: bool = Field(
+        default=False,
+        description="Whether a model worker (python -m flows.workers) ran the step, not "
+        "the run's own process.",
+    )
 
 
 class AttemptRecord(BaseModel):
