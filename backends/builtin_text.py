@@ -259,7 +259,7 @@ def _clipped(text: str, limit: int, what: str, log: WorkLog | None) -> str:
     """
     clipped = clip_words(text, limit)
     if clipped != text and log is not None:
-        log.note(f"{what} cut from {len(text)} to {len(clipped)} characters: {clipped!r}")
+        log.cut(f"{what} cut from {len(text)} to {len(clipped)} characters: {clipped!r}")
     return clipped
 
 
@@ -268,7 +268,7 @@ def _printed_points(points: list[str], keep: int, log: WorkLog | None) -> list[s
     left_out = points[keep:]
     if left_out and log is not None:
         shown = ", ".join(repr(clip_words(p, 30)) for p in left_out)
-        log.note(f"body points: {keep} of {len(points)} printed, left out: {shown}")
+        log.cut(f"body points: {keep} of {len(points)} printed, left out: {shown}")
     return [
         _clipped(point, 90, f"body point {number}", log)
         for number, point in enumerate(points[:keep], start=1)

@@ -28,6 +28,7 @@ class WorkLog:
         self._reasks: list[str] = []
         self._retries: list[str] = []
         self._notes: list[str] = []
+        self._cuts: list[str] = []
         self._prompt_tokens = 0
         self._completion_tokens = 0
         self._estimated = False
@@ -76,6 +77,12 @@ class WorkLog:
             if text not in self._notes:
                 self._notes.append(text)
 
+    def cut(self, text: str) -> None:
+        """Note a text shortened (or left out) to fit: the flyer carries the cut text."""
+        with self._lock:
+            if text not in self._cuts:
+                self._cuts.append(text)
+
     def tokens(self, count: int) -> None:
         """Report ``count`` tokens generated so far in the current request (for progress)."""
         if self._on_tokens is not None:
@@ -91,6 +98,7 @@ class WorkLog:
                 reasks=list(self._reasks),
                 retries=list(self._retries),
                 notes=list(self._notes),
+                cuts=list(self._cuts),
                 prompt_tokens=self._prompt_tokens,
                 completion_tokens=self._completion_tokens,
                 tokens_estimated=self._estimated,

@@ -47,7 +47,7 @@ from flows.cli import (
     run_command,
     whole_number,
 )
-from flows.flyer import assets_allowed_from, flyer_flow
+from flows.flyer import allowed_asset_dirs, assets_allowed_from, flyer_flow, inside_any
 from flows.prefect_api import ServerChoice, prefect_api
 from flows.runners import task_runner_for
 from hyperlocal.briefs.sets import BriefItem, BriefSet, load_brief_set
@@ -225,6 +225,24 @@ def _publish_table(summary: BatchSummary) -> None:
     )
 
 
+def check_source(path: Path, settings: Settings) -> None:
+    """Raise ``BriefError`` unless a batch run may read briefs from ``path``.
+
+    A run from the UI or the API sets ``source`` itself, and each brief's logo is
+    read from next to its file: so ``source`` must lie in the scheduled briefs
+    folder or an asset folder of this machine, or in a folder the calling code
+    vouched for (``assets_allowed_from``: the command line's own path).
+    """
+    roots = [Path(settings.schedule.briefs), *allowed_asset_dirs(settings)]
+    if not inside_any(path, roots):
+        shown = ", ".join(str(root.resolve()) for root in roots)
+        raise BriefError(
+            f"source: {path} is outside the folders a batch run may read ({shown}): put "
+            "the briefs in HYPERLOCAL_SCHEDULE__BRIEFS or an asset folder, or run "
+            "python -m flows.batch on that machine"
+        )
+
+
 def batch_run_name() -> str:
     """Return the batch run's name from its source: ``batch-briefs`` for a ``briefs`` folder.
 
@@ -270,6 +288,7 @@ def batch(
     created = datetime.now(UTC)
     settings = load_settings(profile=profile, variants=variants, formats=formats)
     path = Path(source)
+    check_source(path, settings)
     brief_set: BriefSet = load_brief_set(path, settings.asset_dirs)
     for problem in brief_set.problems:
         logger.error("invalid brief: %s", problem.message)
@@ -421,7 +440,11 @@ def _main(args: argparse.Namespace) -> int:
         return EXIT_CONFIGURATION
     console = output_console()
     choice: ServerChoice = args.server or settings.prefect_server
-    with prefect_api(choice, say=lambda line: console.print(line, markup=False)):
+    with (
+        prefect_api(choice, say=lambda line: console.print(line, markup=False)),
+        # The user named this path on their own machine: the run may read it.
+        assets_allowed_from(args.path.resolve()),
+    ):
         summary = batch(
             source=str(args.path),
             profile=args.profile,

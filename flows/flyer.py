@@ -186,7 +186,7 @@ def _checked_assets(brief: Brief, base_dir: Path | None, allowed: Sequence[Path]
     logo = brief.brand.logo
     if logo is None:
         return brief
-    if base_dir is not None and not _inside(base_dir, allowed):
+    if base_dir is not None and not inside_any(base_dir, allowed):
         shown = ", ".join(str(folder.resolve()) for folder in allowed) or "(none)"
         raise AssetError(
             f"assets_from: {str(base_dir)[:200]} is outside the allowed asset folders "
@@ -199,7 +199,8 @@ def _checked_assets(brief: Brief, base_dir: Path | None, allowed: Sequence[Path]
     return brief.model_copy(update={"brand": brief.brand.model_copy(update={"logo": resolved})})
 
 
-def _inside(folder: Path, allowed: Sequence[Path]) -> bool:
+def inside_any(folder: Path, allowed: Sequence[Path]) -> bool:
+    """Whether ``folder`` (a file or a folder, links followed) lies in one of ``allowed``."""
     try:
         real = folder.resolve()
     except (OSError, ValueError):  # a NUL byte, a loop of links: not a usable folder

@@ -27,15 +27,20 @@ def _step_label(record: StepRecord) -> str:
 def work_lines(manifest: RunManifest) -> list[tuple[str, str]]:
     """Return ``(kind, text)`` lines of each computed model step; kinds: info, note, warning.
 
-    Steps that sent no model request (builtin, cached) get a line only when they
-    have notes (a text cut to fit). Never raises.
+    Steps that sent no model request (builtin) get a line only when they have notes
+    or cuts. Every step, cached or not, lists the texts it cut to fit: the flyer
+    carries them. Never raises.
     """
     lines: list[tuple[str, str]] = []
     for record in manifest.steps:
         work = record.work
-        if work is None or record.cached:
+        if work is None:
             continue
         label = _step_label(record)
+        cached = " (cached)" if record.cached else ""
+        lines += [("note", f"{label}{cached}: {cut}") for cut in work.cuts]
+        if record.cached:
+            continue
         if work.requests:
             plural = "s" if work.requests != 1 else ""
             estimated = " (estimated)" if work.tokens_estimated else ""

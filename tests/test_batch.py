@@ -29,6 +29,13 @@ CSV_TEXT = (
 )
 
 
+@pytest.fixture(autouse=True)
+def briefs_here(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test's briefs live in its own folder, made the machine's briefs folder: a
+    batch run reads briefs only from there, the asset folders, or a caller's own path."""
+    monkeypatch.setenv("HYPERLOCAL_SCHEDULE__BRIEFS", str(tmp_path))
+
+
 @pytest.fixture
 def fast_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """One variant, one format: a batch test checks the batch, not the layouts."""
@@ -193,6 +200,23 @@ def test_a_batch_runs_the_good_briefs_summarises_and_a_rerun_hits_the_cache(
         assert result.cached_steps > 0
         manifest = RunManifest.model_validate_json((result.folder / "manifest.json").read_text())
         assert sum(manifest.model_calls.values()) == 0
+
+
+def test_a_run_from_the_ui_cannot_read_briefs_outside_the_briefs_and_asset_folders(
+    prefect_env: str, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "cafe.toml").write_text('business = "Cafe"\nevent = "Open mic"\nplace = "Here"\n')
+    with pytest.raises(BriefError, match="is outside the folders a batch run may read"):
+        batch(source=str(elsewhere))
+    # The command line names a path on its own machine: that path may be read.
+    from flows.batch import check_source
+    from flows.flyer import assets_allowed_from
+    from hyperlocal.settings import load_settings
+
+    with assets_allowed_from(elsewhere):
+        check_source(elsewhere / "cafe.toml", load_settings())
 
 
 @pytest.mark.slow

@@ -391,6 +391,23 @@ def test_a_fifo_named_as_a_brief_is_refused_without_blocking(tmp_path: Path) -> 
     )
 
 
+@pytest.mark.parametrize("name", ["shops.csv", "events.json"])
+def test_a_batch_set_linked_to_an_endless_device_is_refused_without_reading_it(
+    tmp_path: Path, name: str
+) -> None:
+    from hyperlocal.briefs.sets import load_brief_set
+
+    link = tmp_path / name
+    link.symlink_to("/dev/zero")
+    # A CSV is the whole set: it fails; a JSON file is one entry of the set: its problem.
+    try:
+        problems = [problem.message for problem in load_brief_set(link).problems]
+    except BriefError as exc:
+        problems = [str(exc)]
+    assert len(problems) == 1
+    assert "is a character device, not a regular file" in problems[0]
+
+
 def test_a_folder_named_as_a_brief_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "brief.yaml"
     folder.mkdir()

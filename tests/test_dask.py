@@ -38,6 +38,7 @@ def test_a_batch_runs_its_steps_on_a_two_worker_local_dask_cluster(
         )
     )
 
+    monkeypatch.setenv("HYPERLOCAL_SCHEDULE__BRIEFS", str(tmp_path))  # a batch reads there
     summary = batch(source=str(path), max_parallel=2)
 
     assert [r.status for r in summary.results] == ["ok", "ok"], summary.results

@@ -180,8 +180,12 @@ def _run_name(state: object) -> str:
         return client.read_flow_run(flow_run_id).name
 
 
-def test_runs_are_named_after_the_business_and_the_event(prefect_env: str, tmp_path: Path) -> None:
+def test_runs_are_named_after_the_business_and_the_event(
+    prefect_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flows.batch import batch
+
+    monkeypatch.setenv("HYPERLOCAL_SCHEDULE__BRIEFS", str(tmp_path))
     from flows.flyer import flyer
 
     # Runs that stop at once (a refused logo, an empty folder): the name comes first.

@@ -740,7 +740,7 @@ def test_every_text_the_builtin_copywriter_shortens_is_noted_with_its_length() -
         copy = BuiltinCopywriter().write_copy(
             CopyRequest(brief=LONG_BRIEF, variant=variant, variants=4), log
         )
-        variant_notes = log.record().notes
+        variant_notes = log.record().cuts
         notes |= set(variant_notes)
         # Whatever was shortened on the flyer is in the notes, with its original length.
         assert copy.call_to_action != LONG_BRIEF.call_to_action
@@ -766,6 +766,10 @@ def test_the_command_line_summary_lists_the_copywriters_cuts() -> None:
     printed = [text for kind, text in lines if kind == "note"]
     assert any("call to action cut from 60 to " in line for line in printed), lines
     assert any(f"headline cut from {len(LONG_BRIEF.event)} to " in line for line in printed)
+    # A re-run takes the copy from the cache, and still says what the flyer had cut.
+    cached = step.model_copy(update={"cached": True})
+    again = [text for kind, text in work_lines(RunManifest.model_construct(steps=[cached]))]
+    assert any("(cached): call to action cut from 60 to " in line for line in again), again
 
 
 # -- the command line -----------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from hyperlocal.briefs.loading import BRIEF_SUFFIXES, load_brief, validate_brief
+from hyperlocal.briefs.loading import BRIEF_SUFFIXES, load_brief, read_brief_text, validate_brief
 from hyperlocal.errors import BriefError, ConfigurationError
 from hyperlocal.models import BrandKit, Brief
 
@@ -126,13 +126,9 @@ def _problem(source: str, exc: ConfigurationError) -> BriefProblem:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        size = path.stat().st_size
-        if size > MAX_SET_BYTES:
-            raise BriefError(f"{path}: {size} bytes is too large for a brief set")
-        return path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets often add a BOM
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BriefError(f"{path}: cannot read it ({exc})") from None
+    """Return a brief set file's text: a regular file only, read to a bound (see
+    ``read_brief_text``); a spreadsheet's byte-order mark dropped. Raises ``BriefError``."""
+    return read_brief_text(path, MAX_SET_BYTES, "a brief set")
 
 
 def _load_file(path: Path, allowed: list[Path]) -> tuple[list[BriefItem], list[BriefProblem]]:

@@ -36,6 +36,11 @@ class ModelWork(BaseModel):
         description="Everything else worth knowing: fields trimmed to fit the context window, "
         "a probe's result, text cut to fit the layout.",
     )
+    cuts: list[str] = Field(
+        default_factory=list,
+        description="Texts shortened or left out to fit, each with its field and its "
+        "original length: the flyer carries the shortened text.",
+    )
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
     tokens_estimated: bool = Field(
