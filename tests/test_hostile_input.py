@@ -892,3 +892,18 @@ def test_a_brief_path_that_is_a_fifo_exits_2_with_one_line_on_the_command_line(
 ) -> None:
     line = _assert_one_clear_line(cli_results["brief-is-a-fifo"])
     assert "is a FIFO (named pipe), not a regular file" in line
+
+
+def test_a_logo_swapped_for_a_giant_picture_after_the_brief_was_read_is_refused_at_render(
+    tmp_path: Path,
+) -> None:
+    from hyperlocal.errors import AssetError
+    from tests.test_typesetting import LETTER, render
+
+    logo = tmp_path / "logo.png"
+    # The brief was checked with a small logo; the file was replaced before rendering.
+    logo.write_bytes(giant_png(20000, 20000))
+    started = time.monotonic()
+    with pytest.raises(AssetError, match="20000x20000 px is more than the 40 MP"):
+        render(LETTER, logo_path=logo)
+    assert time.monotonic() - started < 5  # refused from its header, never decoded

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hyperlocal.errors import AssetError, LayoutError
+from hyperlocal.errors import AssetError, InvalidImage, LayoutError
 from hyperlocal.layout.backdrop import make_backdrop
 from hyperlocal.layout.designs import PlacedDesign, place_design
 from hyperlocal.layout.direction import flyer_direction, isolated
@@ -26,6 +26,7 @@ from hyperlocal.layout.formats import FlyerFormat
 from hyperlocal.layout.geometry import PageGeometry
 from hyperlocal.layout.qr import qr_svg
 from hyperlocal.models import Brief, FlyerCopy, TextStyle
+from hyperlocal.pictures import MAX_LOGO_PIXELS, check_pixels, picture_file_header
 from hyperlocal.resources import flyer_template
 
 #: The packaged flyer template (``templates/flyer.typ`` in the source tree).
@@ -207,6 +208,7 @@ def write_job(folder: Path, request: TypesetRequest) -> TypstJob:
     if logo_path is not None:
         logo_name = "logo" + logo_path.suffix.lower()
         shutil.copyfile(logo_path, folder / logo_name)
+        _check_logo_copy(folder / logo_name, logo_path)
     if qr is not None:
         (folder / "qr.svg").write_text(qr, encoding="utf-8")
     direction = flyer_direction(brief, copy.headline)
@@ -269,3 +271,19 @@ def write_job(folder: Path, request: TypesetRequest) -> TypstJob:
         ppi=fmt.png_ppi(request.print_ppi),
         font_fallbacks=fallbacks,
     )
+
+
+def _check_logo_copy(copy: Path, original: Path) -> None:
+    """Hold the copy Typst will decode to the logo pixel limit, read from its header.
+
+    The brief's logo was checked when the brief was read; the file may have been
+    replaced since (a run from the cache, a long batch), so what is rendered is
+    checked again. Raises ``AssetError`` with one line.
+    """
+    if copy.suffix not in (".png", ".jpg", ".jpeg"):
+        return  # SVG: Typst rasterises nothing of it beyond the page's own size
+    try:
+        _format, size = picture_file_header(copy)
+        check_pixels(size, MAX_LOGO_PIXELS, "a logo")
+    except (InvalidImage, OSError) as exc:
+        raise AssetError(f"logo {str(original)!r}: {exc}") from None
