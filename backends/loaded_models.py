@@ -10,6 +10,7 @@ model (MLX and one GPU do not run two generations on one model at once).
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,12 +56,16 @@ class LoadedModels:
                 found = self._models.get(key)
                 if found is not None:
                     return found
+            started = time.perf_counter()
             value = load()
+            seconds = time.perf_counter() - started
             entry = LoadedModel(key=key, value=value, size_bytes=size_bytes)
             with self._lock:
                 self._evict_for(size_bytes)
                 self._models[key] = entry
                 self.loads[key] = self.loads.get(key, 0) + 1
+            for listener in list(_load_listeners):
+                listener(key, seconds)
             return entry
 
     def _evict_for(self, size_bytes: int) -> None:
@@ -87,6 +92,16 @@ def folder_size(path: Path) -> int:
     """Return the bytes of the weight files in a model folder (an estimate of its memory)."""
     suffixes = {".safetensors", ".bin", ".gguf", ".npz"}
     return sum(p.stat().st_size for p in path.rglob("*") if p.suffix in suffixes and p.is_file())
+
+
+#: Told ``(key, seconds)`` after every model load in this process (model workers print it).
+LoadListener = Callable[[str, float], None]
+_load_listeners: list[LoadListener] = []
+
+
+def on_model_load(listener: LoadListener) -> None:
+    """Call ``listener(key, seconds)`` after each model this process loads from now on."""
+    _load_listeners.append(listener)
 
 
 _shared: LoadedModels | None = None

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from backends.loaded_models import on_model_load
 from flows.cli import EXIT_OK, add_verbose_flag, output_console, run_command, whole_number
 from flows.prefect_api import ServerChoice, prefect_api, ui_address
 from hyperlocal.errors import ConfigurationError
@@ -131,6 +132,11 @@ def _main(args: argparse.Namespace) -> int:
                 "(prefect server start, or run this with --server start) or set PREFECT_API_URL"
             )
         groups = worker_groups(settings, args.image_slots, args.limit)
+        on_model_load(
+            lambda key, seconds: console.print(
+                f"loaded {key} in {seconds:.1f} s; it stays loaded for later runs", markup=False
+            )
+        )
         for what, _tasks, slots in groups:
             console.print(f"serving the {what} steps, {slots} at once")
         console.print(

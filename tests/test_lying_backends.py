@@ -438,7 +438,7 @@ def _png_header_only(width: int, height: int) -> bytes:
         ({"images": [_b64(_png(SIDE, SIDE)[:-40])]}, "not a picture"),
         ({"images": [_b64(_png(1, 1, "RGBA"))]}, "1x1"),
         ({"images": [_b64(_png(SIDE * 2, SIDE * 2))]}, "not the requested"),
-        ({"images": [_b64(_png_header_only(9000, 9000))]}, "not the requested"),
+        ({"images": [_b64(_png_header_only(9000, 9000))]}, "more than the 16.8 MP"),
     ],
     ids=[
         "error-body",
