@@ -12,7 +12,8 @@ Which steps go where is decided per run and per role (``deferred_roles``): a rol
 deferred when its backend loads a model in process and a worker connected to the run's
 server serves every step of it. Server and builtin backends load nothing, so their steps
 stay in the run. ``model_workers = "off"`` keeps everything in the run; ``"required"``
-stops a run that would need a worker and finds none.
+stops a run that would need a worker and finds none. A ``--fresh`` run hands its steps
+to each step's fresh twin (``fresh_twin``), which a worker serves beside the step.
 
 Results and cache entries are written by the worker into the cache folder the worker's
 settings name, and read from there by the run: a worker and the runs it serves share
@@ -24,12 +25,13 @@ machines, point both at shared storage.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
 
-from prefect import Task
+from prefect import Task, task
 
 from backends import registry
 from backends.registry import Role
@@ -79,12 +81,41 @@ def configured_step(
     return step.with_options(**step_options(step, settings, fresh), **extra)
 
 
+def fresh_twin(step: Task[..., Any]) -> Task[..., Any]:
+    """Return a copy of ``step`` under a task key of its own, for runs that ignore the cache.
+
+    A worker runs a step with the options it serves it with, and Prefect's task worker
+    re-creates each served task from its function (``with_options``), so the key of a
+    ``--fresh`` variant must come from a function of its own: a thin wrapper named
+    ``<step>_fresh``. Its source (what the cache key hashes) is the step's own, through
+    ``__wrapped__``, so a fresh result lands under the step's usual cache key.
+    """
+    original = step.fn
+
+    @functools.wraps(original)
+    def refreshed(*args: Any, **kwargs: Any) -> Any:
+        return original(*args, **kwargs)
+
+    refreshed.__qualname__ = f"{original.__qualname__}_fresh"
+    return task(refreshed, name=step.name, cache_policy=step.cache_policy, persist_result=True)
+
+
+def worker_step(
+    step: Task[..., Any], settings: Settings, fresh: bool, **extra: Any
+) -> Task[..., Any]:
+    """Return ``step`` as a model worker serves it: ``fresh`` as its fresh twin."""
+    served = fresh_twin(step) if fresh else step
+    return served.with_options(**step_options(step, settings, fresh), **extra)
+
+
 def served_steps(settings: Settings, roles: Iterable[Role], **extra: Any) -> list[Task[..., Any]]:
-    """Return every step a worker for ``roles`` serves, with ``extra`` options."""
+    """Return every step a worker for ``roles`` serves, cached and fresh, with ``extra``
+    options."""
     return [
-        configured_step(step, settings, fresh=False, **extra)
+        worker_step(step, settings, fresh, **extra)
         for role in roles
         for step in ROLE_STEPS[role]
+        for fresh in (False, True)
     ]
 
 
@@ -113,15 +144,6 @@ def deferred_roles(settings: Settings, fresh: bool, server: str | None) -> froze
     wanted = in_process_roles(settings)
     if settings.model_workers == "off" or not wanted:
         return frozenset()
-    if fresh:
-        # A worker runs a step with its own options, so it cannot be told to ignore the
-        # cache (Prefect's task workers serve a task under the key of its function).
-        if settings.model_workers == "required":
-            raise ConfigurationError(
-                "--fresh runs the model steps in the run's own process, but "
-                "HYPERLOCAL_MODEL_WORKERS=required: run without --fresh, or set it to auto"
-            )
-        return frozenset()
     if server is None:
         if settings.model_workers == "required":
             raise ConfigurationError(
@@ -134,7 +156,9 @@ def deferred_roles(settings: Settings, fresh: bool, server: str | None) -> froze
 
     served = run_coro_as_sync(connected_task_keys()) or set()
     roles = frozenset(
-        role for role in wanted if all(step.task_key in served for step in ROLE_STEPS[role])
+        role
+        for role in wanted
+        if all(worker_step(step, settings, fresh).task_key in served for step in ROLE_STEPS[role])
     )
     missing = [role for role in wanted if role not in roles]
     if missing and settings.model_workers == "required":

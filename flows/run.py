@@ -26,7 +26,13 @@ from backends import registry
 from backends.base import ArtRequest, CheckRequest, CopyRequest, ImageRequest
 from backends.model_needs import ensure_models
 from backends.registry import Role
-from flows.model_workers import ROLE_STEPS, configured_step, deferred_roles, wait_deferred
+from flows.model_workers import (
+    ROLE_STEPS,
+    configured_step,
+    deferred_roles,
+    wait_deferred,
+    worker_step,
+)
 from flows.prefect_api import configured_api_url
 from hyperlocal import __version__
 from hyperlocal.errors import (
@@ -136,11 +142,18 @@ class _Steps:
     def __init__(self, settings: Settings, fresh: bool, deferred: frozenset[Role]) -> None:
         #: Names of the steps handed to model workers (``Task.delay``), not run here.
         self.deferred = {step.name for role in deferred for step in ROLE_STEPS[role]}
-        self.write_copy = configured_step(write_copy, settings, fresh)
-        self.direct_art = configured_step(direct_art, settings, fresh)
-        self.generate_image = configured_step(generate_image, settings, fresh)
-        self.check_image = configured_step(check_image, settings, fresh)
-        self.fit_prompt = configured_step(fit_prompt, settings, fresh)
+
+        def configured(step: Task[..., Any]) -> Task[..., Any]:
+            # A deferred step goes by the key a worker serves it under (fresh: its twin's).
+            if step.name in self.deferred:
+                return worker_step(step, settings, fresh)
+            return configured_step(step, settings, fresh)
+
+        self.write_copy = configured(write_copy)
+        self.direct_art = configured(direct_art)
+        self.generate_image = configured(generate_image)
+        self.check_image = configured(check_image)
+        self.fit_prompt = configured(fit_prompt)
         self.render_flyer = render_flyer.with_options(
             result_storage=result_storage(settings), refresh_cache=fresh or None
         )

@@ -115,17 +115,24 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def test_two_workers_paint_the_pictures_and_the_run_itself_loads_no_model(
     image_env: dict[str, str], prefect_env: str, tmp_path: Path
 ) -> None:
-    with _workers(2, image_env, tmp_path, prefect_env) as logs:
-        run = _run(image_env, "--variants", "2", "--format", "square")
+    env = {**image_env, "HYPERLOCAL_IMAGE__SEED": "7"}
+    results = tmp_path / "cache" / "results"
+    with _workers(2, env, tmp_path, prefect_env) as logs:
+        run = _run(env, "--variants", "2", "--format", "square")
+        cached_results = len(list(results.iterdir()))
+        # --fresh: the workers compute every step again, and overwrite the same results.
+        fresh = _run(env, "--variants", "2", "--format", "square", "--fresh")
         worker_output = "\n".join(path.read_text() for path in logs)
-    assert run.returncode == 0, run.stdout + run.stderr
-    # The run's own process never imported torch or diffusers: the workers paint.
-    assert "model libraries imported: none" in run.stdout, run.stdout
-    assert "4 steps ran on model workers" in run.stdout, run.stdout
-    # The workers' own lines, one per step: both variants' prompt fitting and picture.
+    for made in (run, fresh):
+        assert made.returncode == 0, made.stdout + made.stderr
+        # The run's own process never imported torch or diffusers: the workers paint.
+        assert "model libraries imported: none" in made.stdout, made.stdout
+        assert "4 steps ran on model workers" in made.stdout, made.stdout
+    assert len(list(results.iterdir())) == cached_results
+    # The workers' own lines, one per step: both variants' prompt fitting and picture, twice.
     done = re.findall(r"^(\w+)-\d+: (completed|from the cache)", worker_output, re.MULTILINE)
     assert sorted(done) == sorted(
-        [("generate_image", "completed")] * 2 + [("fit_prompt", "completed")] * 2
+        [("generate_image", "completed")] * 4 + [("fit_prompt", "completed")] * 4
     ), worker_output
     manifest = next((tmp_path / "output" / "flyer_runs").glob("*/manifest.json")).read_text()
     assert '"kind":"diffusers"' in manifest.replace(" ", "").replace("\n", "")
@@ -170,10 +177,25 @@ def test_roles_go_to_workers_only_when_their_model_loads_in_process(
     required = painting.with_overrides(model_workers="required")
     with pytest.raises(ConfigurationError, match="temporary Prefect server"):
         deferred_roles(required, fresh=False, server=None)
-    # --fresh paints in the run: a worker cannot be told to ignore its cache.
-    assert deferred_roles(painting, fresh=True, server="http://127.0.0.1:9/api") == frozenset()
-    with pytest.raises(ConfigurationError, match="--fresh"):
-        deferred_roles(required, fresh=True, server="http://127.0.0.1:9/api")
+
+
+def test_a_fresh_step_is_served_under_its_own_key_with_the_steps_own_cache_key() -> None:
+    import inspect
+
+    from flows.model_workers import worker_step
+    from tasks.images import generate_image
+
+    settings = load_settings()
+    cached = worker_step(generate_image, settings, fresh=False)
+    fresh = worker_step(generate_image, settings, fresh=True)
+    assert cached.task_key == generate_image.task_key
+    assert fresh.task_key.startswith("generate_image_fresh-")
+    # Prefect's task worker re-creates served tasks with with_options: the key must hold.
+    assert fresh.with_options(persist_result=True).task_key == fresh.task_key
+    assert fresh.refresh_cache
+    assert not cached.refresh_cache
+    # The cache key hashes the source: the twin's is the step's own.
+    assert inspect.getsource(fresh) == inspect.getsource(generate_image)
 
 
 @pytest.mark.slow
