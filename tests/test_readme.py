@@ -280,8 +280,10 @@ README_COMMANDS: dict[str, Entry] = {
             "flyer_runs/*-free-bike-check/manifest.json",
         ),
     ),
-    "HYPERLOCAL_TASK_RUNNER=dask HYPERLOCAL_DASK_WORKERS=2 .venv/bin/python -m flows.flyer": Run(
-        makes=DEFAULT_RUN
+    "HYPERLOCAL_TASK_RUNNER=dask HYPERLOCAL_DASK_WORKERS=2 .venv/bin/python -m flows.flyer": Skip(
+        "the same command runs in tests/test_dask.py::"
+        "test_one_brief_from_the_command_line_runs_on_a_local_dask_cluster, which also checks "
+        "its progress display and shows the whole output when it fails"
     ),
     ".venv/bin/python -m flows.models list": Run(says=("No model to hold here",)),
     ".venv/bin/python -m flows.servers --help": Run(says=("usage: python -m flows.servers",)),
